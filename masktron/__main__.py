@@ -1,0 +1,5 @@
+import sys
+
+from masktron.cli.main import main
+
+sys.exit(main())

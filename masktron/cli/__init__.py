@@ -1,0 +1,1 @@
+"""The `masktron` command line (see `masktron.cli.main`)."""
