@@ -1,0 +1,1 @@
+"""Model families: R-CNN, RetinaNet, Panoptic FPN, Segment Anything."""

@@ -1,0 +1,1 @@
+"""Stateful wrappers around models: `DefaultPredictor`, `SamPredictor`, automatic mask generation."""
