@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # a command of a later release of this file's table
         doc = (module.__doc__ or help_text).strip()
         cmd = sub.add_parser(
-            name, help=help_text, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+            name,
+            help=help_text,
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module, _parser=cmd)

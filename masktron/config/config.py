@@ -87,7 +87,9 @@ def load_yaml_with_base(path: str, _seen: tuple[str, ...] = ()) -> dict:
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, got {type(data).__name__}"
+        )
     base = data.pop(BASE_KEY, None)
     if base is None:
         return data
@@ -147,9 +149,13 @@ class CfgNode:
         try:
             self._node[key] = _decode(value) if isinstance(value, (tuple, list)) else value
         except ReadonlyConfigError:
-            raise ConfigError(f"cannot set {self._path(key)}: the config is frozen (defrost() first)") from None
+            raise ConfigError(
+                f"cannot set {self._path(key)}: the config is frozen (defrost() first)"
+            ) from None
         except OmegaConfBaseException as e:
-            raise ConfigError(f"cannot set {self._path(key)} to {value!r}: {_first_line(e)}") from None
+            raise ConfigError(
+                f"cannot set {self._path(key)} to {value!r}: {_first_line(e)}"
+            ) from None
 
     __setitem__ = __setattr__
 
@@ -181,7 +187,7 @@ class CfgNode:
         self._merge(other.to_dict(), source="other config")
 
     def merge_from_list(self, opts: list[Any]) -> None:
-        """Merge `["MODEL.WEIGHTS", "x.pkl", "SOLVER.BASE_LR", "0.01", ...]` (command-line style)."""
+        """Merge command-line overrides: `["MODEL.WEIGHTS", "x.pkl", "SOLVER.BASE_LR", "0.1"]`."""
         if len(opts) % 2 != 0:
             raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd number: {list(opts)}")
         for key, value in zip(opts[0::2], opts[1::2]):

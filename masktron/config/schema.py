@@ -9,7 +9,7 @@ OmegaConf when a file or a list of overrides is merged.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any
 
 
 def _list(*values: Any) -> Any:
@@ -22,12 +22,12 @@ class CropConfig:
     ENABLED: bool = False
     # "relative_range", "relative", "absolute" or "absolute_range" (Detectron2's RandomCrop types).
     TYPE: str = "relative_range"
-    SIZE: List[float] = _list(0.9, 0.9)
+    SIZE: list[float] = _list(0.9, 0.9)
 
 
 @dataclass
 class InputConfig:
-    MIN_SIZE_TRAIN: List[int] = _list(800)
+    MIN_SIZE_TRAIN: list[int] = _list(800)
     MIN_SIZE_TRAIN_SAMPLING: str = "choice"
     MAX_SIZE_TRAIN: int = 1333
     MIN_SIZE_TEST: int = 800
@@ -40,14 +40,14 @@ class InputConfig:
 
 @dataclass
 class DatasetsConfig:
-    TRAIN: List[str] = _list()
-    PROPOSAL_FILES_TRAIN: List[str] = _list()
+    TRAIN: list[str] = _list()
+    PROPOSAL_FILES_TRAIN: list[str] = _list()
     PRECOMPUTED_PROPOSAL_TOPK_TRAIN: int = 2000
-    TEST: List[str] = _list()
-    PROPOSAL_FILES_TEST: List[str] = _list()
+    TEST: list[str] = _list()
+    PROPOSAL_FILES_TEST: list[str] = _list()
     PRECOMPUTED_PROPOSAL_TOPK_TEST: int = 1000
     # masktron: datasets whose loss is measured by the validation-loss hook (empty: none).
-    VAL: List[str] = _list()
+    VAL: list[str] = _list()
 
 
 @dataclass
@@ -67,7 +67,7 @@ class BackboneConfig:
 
 @dataclass
 class FPNConfig:
-    IN_FEATURES: List[str] = _list()
+    IN_FEATURES: list[str] = _list()
     OUT_CHANNELS: int = 256
     NORM: str = ""
     FUSE_TYPE: str = "sum"
@@ -82,24 +82,24 @@ class ProposalGeneratorConfig:
 @dataclass
 class AnchorGeneratorConfig:
     NAME: str = "DefaultAnchorGenerator"
-    SIZES: List[List[float]] = _list([32.0, 64.0, 128.0, 256.0, 512.0])
-    ASPECT_RATIOS: List[List[float]] = _list([0.5, 1.0, 2.0])
-    ANGLES: List[List[float]] = _list([-90.0, 0.0, 90.0])
+    SIZES: list[list[float]] = _list([32.0, 64.0, 128.0, 256.0, 512.0])
+    ASPECT_RATIOS: list[list[float]] = _list([0.5, 1.0, 2.0])
+    ANGLES: list[list[float]] = _list([-90.0, 0.0, 90.0])
     OFFSET: float = 0.0
 
 
 @dataclass
 class RPNConfig:
     HEAD_NAME: str = "StandardRPNHead"
-    IN_FEATURES: List[str] = _list("res4")
+    IN_FEATURES: list[str] = _list("res4")
     BOUNDARY_THRESH: int = -1
-    IOU_THRESHOLDS: List[float] = _list(0.3, 0.7)
-    IOU_LABELS: List[int] = _list(0, -1, 1)
+    IOU_THRESHOLDS: list[float] = _list(0.3, 0.7)
+    IOU_LABELS: list[int] = _list(0, -1, 1)
     BATCH_SIZE_PER_IMAGE: int = 256
     POSITIVE_FRACTION: float = 0.5
     BBOX_REG_LOSS_TYPE: str = "smooth_l1"
     BBOX_REG_LOSS_WEIGHT: float = 1.0
-    BBOX_REG_WEIGHTS: List[float] = _list(1.0, 1.0, 1.0, 1.0)
+    BBOX_REG_WEIGHTS: list[float] = _list(1.0, 1.0, 1.0, 1.0)
     SMOOTH_L1_BETA: float = 0.0
     LOSS_WEIGHT: float = 1.0
     PRE_NMS_TOPK_TRAIN: int = 12000
@@ -107,16 +107,16 @@ class RPNConfig:
     POST_NMS_TOPK_TRAIN: int = 2000
     POST_NMS_TOPK_TEST: int = 1000
     NMS_THRESH: float = 0.7
-    CONV_DIMS: List[int] = _list(-1)
+    CONV_DIMS: list[int] = _list(-1)
 
 
 @dataclass
 class ROIHeadsConfig:
     NAME: str = "Res5ROIHeads"
     NUM_CLASSES: int = 80
-    IN_FEATURES: List[str] = _list("res4")
-    IOU_THRESHOLDS: List[float] = _list(0.5)
-    IOU_LABELS: List[int] = _list(0, 1)
+    IN_FEATURES: list[str] = _list("res4")
+    IOU_THRESHOLDS: list[float] = _list(0.5)
+    IOU_LABELS: list[int] = _list(0, 1)
     BATCH_SIZE_PER_IMAGE: int = 512
     POSITIVE_FRACTION: float = 0.25
     SCORE_THRESH_TEST: float = 0.05
@@ -129,7 +129,7 @@ class ROIBoxHeadConfig:
     NAME: str = ""
     BBOX_REG_LOSS_TYPE: str = "smooth_l1"
     BBOX_REG_LOSS_WEIGHT: float = 1.0
-    BBOX_REG_WEIGHTS: List[float] = _list(10.0, 10.0, 5.0, 5.0)
+    BBOX_REG_WEIGHTS: list[float] = _list(10.0, 10.0, 5.0, 5.0)
     SMOOTH_L1_BETA: float = 0.0
     POOLER_RESOLUTION: int = 14
     POOLER_SAMPLING_RATIO: int = 0
@@ -149,10 +149,10 @@ class ROIBoxHeadConfig:
 
 @dataclass
 class ROIBoxCascadeHeadConfig:
-    BBOX_REG_WEIGHTS: List[List[float]] = _list(
+    BBOX_REG_WEIGHTS: list[list[float]] = _list(
         [10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0]
     )
-    IOUS: List[float] = _list(0.5, 0.6, 0.7)
+    IOUS: list[float] = _list(0.5, 0.6, 0.7)
 
 
 @dataclass
@@ -172,7 +172,7 @@ class ROIKeypointHeadConfig:
     NAME: str = "KRCNNConvDeconvUpsampleHead"
     POOLER_RESOLUTION: int = 14
     POOLER_SAMPLING_RATIO: int = 0
-    CONV_DIMS: List[int] = _list(*([512] * 8))
+    CONV_DIMS: list[int] = _list(*([512] * 8))
     NUM_KEYPOINTS: int = 17
     MIN_KEYPOINTS_PER_IMAGE: int = 1
     NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS: bool = True
@@ -183,7 +183,7 @@ class ROIKeypointHeadConfig:
 @dataclass
 class SemSegHeadConfig:
     NAME: str = "SemSegFPNHead"
-    IN_FEATURES: List[str] = _list("p2", "p3", "p4", "p5")
+    IN_FEATURES: list[str] = _list("p2", "p3", "p4", "p5")
     IGNORE_VALUE: int = 255
     # 53 COCO stuff classes plus one "things" class.
     NUM_CLASSES: int = 54
@@ -210,15 +210,15 @@ class PanopticFPNConfig:
 @dataclass
 class RetinaNetConfig:
     NUM_CLASSES: int = 80
-    IN_FEATURES: List[str] = _list("p3", "p4", "p5", "p6", "p7")
+    IN_FEATURES: list[str] = _list("p3", "p4", "p5", "p6", "p7")
     NUM_CONVS: int = 4
-    IOU_THRESHOLDS: List[float] = _list(0.4, 0.5)
-    IOU_LABELS: List[int] = _list(0, -1, 1)
+    IOU_THRESHOLDS: list[float] = _list(0.4, 0.5)
+    IOU_LABELS: list[int] = _list(0, -1, 1)
     PRIOR_PROB: float = 0.01
     SCORE_THRESH_TEST: float = 0.05
     TOPK_CANDIDATES_TEST: int = 1000
     NMS_THRESH_TEST: float = 0.5
-    BBOX_REG_WEIGHTS: List[float] = _list(1.0, 1.0, 1.0, 1.0)
+    BBOX_REG_WEIGHTS: list[float] = _list(1.0, 1.0, 1.0, 1.0)
     FOCAL_LOSS_GAMMA: float = 2.0
     FOCAL_LOSS_ALPHA: float = 0.25
     SMOOTH_L1_LOSS_BETA: float = 0.1
@@ -229,7 +229,7 @@ class RetinaNetConfig:
 @dataclass
 class ResNetsConfig:
     DEPTH: int = 50
-    OUT_FEATURES: List[str] = _list("res4")
+    OUT_FEATURES: list[str] = _list("res4")
     NUM_GROUPS: int = 1
     # "FrozenBN", "BN", "SyncBN", "GN" or "" (no normalisation).
     NORM: str = "FrozenBN"
@@ -238,7 +238,7 @@ class ResNetsConfig:
     RES5_DILATION: int = 1
     RES2_OUT_CHANNELS: int = 256
     STEM_OUT_CHANNELS: int = 64
-    DEFORM_ON_PER_STAGE: List[bool] = _list(False, False, False, False)
+    DEFORM_ON_PER_STAGE: list[bool] = _list(False, False, False, False)
     DEFORM_MODULATED: bool = False
     DEFORM_NUM_GROUPS: int = 1
 
@@ -251,8 +251,8 @@ class ModelConfig:
     DEVICE: str = "cuda"
     META_ARCHITECTURE: str = "GeneralizedRCNN"
     WEIGHTS: str = ""
-    PIXEL_MEAN: List[float] = _list(103.530, 116.280, 123.675)
-    PIXEL_STD: List[float] = _list(1.0, 1.0, 1.0)
+    PIXEL_MEAN: list[float] = _list(103.530, 116.280, 123.675)
+    PIXEL_STD: list[float] = _list(1.0, 1.0, 1.0)
     BACKBONE: BackboneConfig = field(default_factory=BackboneConfig)
     FPN: FPNConfig = field(default_factory=FPNConfig)
     PROPOSAL_GENERATOR: ProposalGeneratorConfig = field(default_factory=ProposalGeneratorConfig)
@@ -294,7 +294,7 @@ class SolverConfig:
     WEIGHT_DECAY: float = 0.0001
     WEIGHT_DECAY_NORM: float = 0.0
     GAMMA: float = 0.1
-    STEPS: List[int] = _list(30000)
+    STEPS: list[int] = _list(30000)
     NUM_DECAYS: int = 3
     WARMUP_FACTOR: float = 1.0 / 1000
     WARMUP_ITERS: int = 1000
@@ -304,7 +304,7 @@ class SolverConfig:
     IMS_PER_BATCH: int = 16
     REFERENCE_WORLD_SIZE: int = 0
     BIAS_LR_FACTOR: float = 1.0
-    WEIGHT_DECAY_BIAS: Optional[float] = None
+    WEIGHT_DECAY_BIAS: float | None = None
     CLIP_GRADIENTS: ClipGradientsConfig = field(default_factory=ClipGradientsConfig)
     AMP: AMPConfig = field(default_factory=AMPConfig)
     # masktron: "SGD" or "AdamW".
@@ -316,7 +316,7 @@ class SolverConfig:
 @dataclass
 class TestAugConfig:
     ENABLED: bool = False
-    MIN_SIZES: List[int] = _list(400, 500, 600, 700, 800, 900, 1000, 1100, 1200)
+    MIN_SIZES: list[int] = _list(400, 500, 600, 700, 800, 900, 1000, 1100, 1200)
     MAX_SIZE: int = 4000
     FLIP: bool = True
 
@@ -337,9 +337,9 @@ class EarlyStopConfig:
 
 @dataclass
 class TestConfig:
-    EXPECTED_RESULTS: List[Any] = _list()
+    EXPECTED_RESULTS: list[Any] = _list()
     EVAL_PERIOD: int = 0
-    KEYPOINT_OKS_SIGMAS: List[float] = _list()
+    KEYPOINT_OKS_SIGMAS: list[float] = _list()
     DETECTIONS_PER_IMAGE: int = 100
     AUG: TestAugConfig = field(default_factory=TestAugConfig)
     PRECISE_BN: PreciseBNConfig = field(default_factory=PreciseBNConfig)

@@ -19,9 +19,13 @@ class _DatasetCatalog(dict):
 
     def register(self, name: str, func: Callable[[], list[dict]]) -> None:
         if not callable(func):
-            raise TypeError(f"DatasetCatalog.register({name!r}, ...): expected a function, got {func!r}")
+            raise TypeError(
+                f"DatasetCatalog.register({name!r}, ...): expected a function, got {func!r}"
+            )
         if name in self:
-            raise ValueError(f"dataset {name!r} is already registered (DatasetCatalog.remove it first)")
+            raise ValueError(
+                f"dataset {name!r} is already registered (DatasetCatalog.remove it first)"
+            )
         self[name] = func
 
     def get(self, name: str) -> list[dict]:  # type: ignore[override]

@@ -1,1 +1,1 @@
-"""Stateful wrappers around models: `DefaultPredictor`, `SamPredictor`, automatic mask generation."""
+"""Stateful wrappers around models: `DefaultPredictor`, `SamPredictor`, automatic masks."""

@@ -11,7 +11,7 @@ import torch
 
 
 class BoxMode(IntEnum):
-    """How 4 (or 5) numbers describe a box; the values match Detectron2's (they appear in datasets)."""
+    """How 4 (or 5) numbers describe a box; values match Detectron2's (datasets store them)."""
 
     XYXY_ABS = 0  # (x0, y0, x1, y1) in pixels
     XYWH_ABS = 1  # (x0, y0, w, h) in pixels: COCO's format
@@ -171,7 +171,9 @@ def pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     area1, area2 = boxes1.area(), boxes2.area()
     inter = pairwise_intersection(boxes1, boxes2)
     return torch.where(
-        inter > 0, inter / (area1[:, None] + area2 - inter), torch.zeros(1, dtype=inter.dtype, device=inter.device)
+        inter > 0,
+        inter / (area1[:, None] + area2 - inter),
+        torch.zeros(1, dtype=inter.dtype, device=inter.device),
     )
 
 
@@ -179,4 +181,6 @@ def pairwise_ioa(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     """(N, M) intersection over the area of each box of `boxes2`."""
     area2 = boxes2.area()
     inter = pairwise_intersection(boxes1, boxes2)
-    return torch.where(inter > 0, inter / area2, torch.zeros(1, dtype=inter.dtype, device=inter.device))
+    return torch.where(
+        inter > 0, inter / area2, torch.zeros(1, dtype=inter.dtype, device=inter.device)
+    )

@@ -21,7 +21,9 @@ def polygons_to_bitmask(polygons: Sequence[np.ndarray], height: int, width: int)
     """
     if len(polygons) == 0:
         return np.zeros((height, width), dtype=bool)
-    rles = mask_util.frPyObjects([np.asarray(p, dtype=np.float64).tolist() for p in polygons], height, width)
+    rles = mask_util.frPyObjects(
+        [np.asarray(p, dtype=np.float64).tolist() for p in polygons], height, width
+    )
     rle = mask_util.merge(rles)
     return mask_util.decode(rle).astype(bool)
 
@@ -123,13 +125,17 @@ class PolygonMasks:
 
     def __init__(self, polygons: Sequence[Sequence[Any]]):
         if not isinstance(polygons, (list, tuple)):
-            raise ValueError(f"PolygonMasks needs a list of lists of polygons, got {type(polygons)}")
+            raise ValueError(
+                f"PolygonMasks needs a list of lists of polygons, got {type(polygons)}"
+            )
 
         def process_polygon(poly: Any) -> np.ndarray:
-            arr = np.asarray(poly.cpu() if isinstance(poly, torch.Tensor) else poly, dtype=np.float64)
+            arr = np.asarray(
+                poly.cpu() if isinstance(poly, torch.Tensor) else poly, dtype=np.float64
+            )
             if arr.ndim != 1 or len(arr) % 2 != 0 or len(arr) < 6:
                 raise ValueError(
-                    f"a polygon must be a flat list of at least 3 (x, y) points, got {len(arr)} numbers"
+                    f"a polygon needs 3+ (x, y) points in a flat list, got {arr.size} numbers"
                 )
             return arr
 
