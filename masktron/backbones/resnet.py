@@ -1,0 +1,251 @@
+"""ResNet and ResNeXt (He et al. 2016; Xie et al. 2017) with Detectron2's module names.
+
+Names follow Detectron2 (`stem.conv1`, `res2.0.conv1`, `res2.0.shortcut`, ...) so its checkpoints
+load without renaming. Options: `stride_in_1x1` (MSRA weights put the stride on the first 1x1
+conv), grouped 3x3 convs (ResNeXt), a dilated res5 (the "DC5" models), freezing early stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from masktron.backbones.backbone import Backbone
+from masktron.layers import Conv2d, FrozenBatchNorm2d, c2_msra_fill
+
+NormFactory = Callable[[int], "nn.Module | None"]
+
+# Blocks per stage (res2..res5) for each depth.
+DEPTH_TO_BLOCKS = {
+    18: [2, 2, 2, 2],
+    34: [3, 4, 6, 3],
+    50: [3, 4, 6, 3],
+    101: [3, 4, 23, 3],
+    152: [3, 8, 36, 3],
+}
+
+
+class _Block(nn.Module):
+    """A module that can be frozen in place (no gradients, BatchNorm -> FrozenBatchNorm2d)."""
+
+    def freeze(self) -> nn.Module:
+        for p in self.parameters():
+            p.requires_grad = False
+        FrozenBatchNorm2d.convert_frozen_batchnorm(self)
+        return self
+
+
+class BasicBlock(_Block):
+    """Two 3x3 convs with a residual connection (ResNet-18/34)."""
+
+    def __init__(self, *, in_channels: int, out_channels: int, stride: int, norm: NormFactory):
+        super().__init__()
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.shortcut = (
+            Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, norm=norm(out_channels))
+            if in_channels != out_channels
+            else None
+        )
+        self.conv1 = Conv2d(
+            in_channels,
+            out_channels,
+            3,
+            stride=stride,
+            padding=1,
+            bias=False,
+            norm=norm(out_channels),
+        )
+        self.conv2 = Conv2d(
+            out_channels, out_channels, 3, padding=1, bias=False, norm=norm(out_channels)
+        )
+        for layer in (self.conv1, self.conv2, self.shortcut):
+            if layer is not None:
+                c2_msra_fill(layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu_(self.conv1(x))
+        out = self.conv2(out)
+        shortcut = self.shortcut(x) if self.shortcut is not None else x
+        return F.relu_(out + shortcut)
+
+
+class BottleneckBlock(_Block):
+    """1x1 reduce, 3x3 (grouped, maybe dilated), 1x1 expand, plus a residual connection.
+
+    Args:
+        stride_in_1x1: put the stride on the first 1x1 conv (MSRA/Caffe2 ResNets) instead of
+            the 3x3 conv (torchvision and FAIR's ResNeXt).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        bottleneck_channels: int,
+        stride: int,
+        num_groups: int,
+        norm: NormFactory,
+        stride_in_1x1: bool,
+        dilation: int,
+    ):
+        super().__init__()
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.shortcut = (
+            Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, norm=norm(out_channels))
+            if in_channels != out_channels
+            else None
+        )
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = Conv2d(
+            in_channels,
+            bottleneck_channels,
+            1,
+            stride=stride_1x1,
+            bias=False,
+            norm=norm(bottleneck_channels),
+        )
+        self.conv2 = Conv2d(
+            bottleneck_channels,
+            bottleneck_channels,
+            3,
+            stride=stride_3x3,
+            padding=dilation,
+            dilation=dilation,
+            groups=num_groups,
+            bias=False,
+            norm=norm(bottleneck_channels),
+        )
+        self.conv3 = Conv2d(
+            bottleneck_channels, out_channels, 1, bias=False, norm=norm(out_channels)
+        )
+        for layer in (self.conv1, self.conv2, self.conv3, self.shortcut):
+            if layer is not None:
+                c2_msra_fill(layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu_(self.conv1(x))
+        out = F.relu_(self.conv2(out))
+        out = self.conv3(out)
+        shortcut = self.shortcut(x) if self.shortcut is not None else x
+        return F.relu_(out + shortcut)
+
+
+class BasicStem(_Block):
+    """7x7 stride-2 conv, norm, ReLU, then 3x3 stride-2 max-pool: stride 4 overall."""
+
+    def __init__(self, *, in_channels: int = 3, out_channels: int = 64, norm: NormFactory):
+        super().__init__()
+        self.out_channels = out_channels
+        self.conv1 = Conv2d(
+            in_channels, out_channels, 7, stride=2, padding=3, bias=False, norm=norm(out_channels)
+        )
+        c2_msra_fill(self.conv1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu_(self.conv1(x))
+        return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+
+
+class ResNet(Backbone):
+    """A stem followed by stages `res2`..`res5`; returns the stages named in `out_features`.
+
+    Args:
+        stem: the built stem (output stride 4).
+        stages: built stages in order; each a list of blocks. Stage i is named `res{i+2}`.
+        out_features: names to return, e.g. ["res2", "res3", "res4", "res5"] or ["res4"].
+        freeze_at: 0 trains everything; 1 freezes the stem; k >= 2 also freezes res2..res{k}.
+    """
+
+    def __init__(
+        self,
+        *,
+        stem: BasicStem,
+        stages: list[list[nn.Module]],
+        out_features: list[str],
+        freeze_at: int = 0,
+    ):
+        super().__init__()
+        self.stem = stem
+        current_stride = 4
+        self._out_feature_strides = {"stem": current_stride}
+        self._out_feature_channels = {"stem": stem.out_channels}
+        self.stage_names: list[str] = []
+        for i, blocks in enumerate(stages):
+            name = f"res{i + 2}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self.stage_names.append(name)
+            for block in blocks:
+                current_stride *= block.stride
+            self._out_feature_strides[name] = current_stride
+            self._out_feature_channels[name] = blocks[-1].out_channels
+        unknown = set(out_features) - set(self._out_feature_strides)
+        if unknown:
+            raise ValueError(f"unknown ResNet outputs {sorted(unknown)}; have {self.stage_names}")
+        self._out_features = list(out_features)
+        self.freeze(freeze_at)
+
+    def freeze(self, freeze_at: int) -> ResNet:
+        if freeze_at >= 1:
+            self.stem.freeze()
+        for idx, name in enumerate(self.stage_names, start=2):
+            if freeze_at >= idx:
+                for block in getattr(self, name):
+                    block.freeze()
+        return self
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if x.dim() != 4:
+            raise ValueError(f"ResNet takes (N, C, H, W) inputs, got {tuple(x.shape)}")
+        outputs = {}
+        x = self.stem(x)
+        if "stem" in self._out_features:
+            outputs["stem"] = x
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+            if name in self._out_features:
+                outputs[name] = x
+        return outputs
+
+
+def make_stage(
+    *,
+    num_blocks: int,
+    first_stride: int,
+    in_channels: int,
+    out_channels: int,
+    bottleneck_channels: int,
+    num_groups: int,
+    norm: NormFactory,
+    stride_in_1x1: bool,
+    dilation: int,
+    bottleneck: bool = True,
+) -> list[nn.Module]:
+    """One stage: the first block changes channels and stride, the rest keep them."""
+    blocks: list[nn.Module] = []
+    for i in range(num_blocks):
+        stride = first_stride if i == 0 else 1
+        if bottleneck:
+            blocks.append(
+                BottleneckBlock(
+                    in_channels=in_channels,
+                    out_channels=out_channels,
+                    bottleneck_channels=bottleneck_channels,
+                    stride=stride,
+                    num_groups=num_groups,
+                    norm=norm,
+                    stride_in_1x1=stride_in_1x1,
+                    dilation=dilation,
+                )
+            )
+        else:
+            blocks.append(
+                BasicBlock(
+                    in_channels=in_channels, out_channels=out_channels, stride=stride, norm=norm
+                )
+            )
+        in_channels = out_channels
+    return blocks

@@ -1,0 +1,24 @@
+"""Layers: thin typed wrappers over torchvision ops and the small modules the models share."""
+
+from masktron.layers.conv import Conv2d, c2_msra_fill, c2_xavier_fill
+from masktron.layers.frozen_bn import FrozenBatchNorm2d, LayerNorm2d, get_norm
+from masktron.layers.mask_ops import paste_masks_in_image
+from masktron.layers.nms import batched_nms, nms
+from masktron.layers.roi_align import ROIAlign, roi_align, roi_align_reference
+from masktron.layers.shape_spec import ShapeSpec
+
+__all__ = [
+    "Conv2d",
+    "FrozenBatchNorm2d",
+    "LayerNorm2d",
+    "ROIAlign",
+    "ShapeSpec",
+    "batched_nms",
+    "c2_msra_fill",
+    "c2_xavier_fill",
+    "get_norm",
+    "nms",
+    "paste_masks_in_image",
+    "roi_align",
+    "roi_align_reference",
+]

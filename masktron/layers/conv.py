@@ -1,0 +1,56 @@
+"""`Conv2d` with an optional norm and activation, named so Detectron2 checkpoints load."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Conv2d(nn.Conv2d):
+    """`nn.Conv2d` followed by `self.norm` (a submodule, so its weights load as `<name>.norm.*`)
+    and `self.activation` (a function, no weights).
+
+    Args:
+        *args, **kwargs: as for `nn.Conv2d`.
+        norm: a built normalisation module or None.
+        activation: e.g. `F.relu`, or None.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        norm: nn.Module | None = None,
+        activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        self.norm = norm
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+def c2_msra_fill(module: nn.Module) -> None:
+    """He (MSRA) normal init with fan_out, zero bias: Caffe2's `MSRAFill`."""
+    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    if module.bias is not None:
+        nn.init.constant_(module.bias, 0)
+
+
+def c2_xavier_fill(module: nn.Module) -> None:
+    """Caffe2's `XavierFill`: uniform with bound sqrt(3 / fan_in), zero bias."""
+    nn.init.kaiming_uniform_(module.weight, a=1)
+    if module.bias is not None:
+        nn.init.constant_(module.bias, 0)

@@ -1,0 +1,71 @@
+"""Pasting fixed-size mask predictions into the full image, as Detectron2 does.
+
+A mask head predicts an (M, M) probability map per box. `paste_masks_in_image` resamples each
+map over its box with `grid_sample`, sampling at pixel centres, and thresholds it. On the CPU
+each mask is only computed over its box plus one pixel, the rest of the image is False.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def _paste_mask_region(
+    masks: torch.Tensor, boxes: torch.Tensor, x0: int, y0: int, x1: int, y1: int
+) -> torch.Tensor:
+    """Resample (N, 1, M, M) `masks` inside the pixel window [y0:y1, x0:x1] of the image.
+
+    Returns (N, y1 - y0, x1 - x0) float: each box's map sampled at the window's pixel centres,
+    zero outside the box.
+    """
+    bx0, by0, bx1, by1 = torch.split(boxes, 1, dim=1)  # each (N, 1)
+    n = masks.shape[0]
+    img_y = torch.arange(y0, y1, device=masks.device, dtype=torch.float32) + 0.5
+    img_x = torch.arange(x0, x1, device=masks.device, dtype=torch.float32) + 0.5
+    img_y = (img_y - by0) / (by1 - by0) * 2 - 1  # (N, h) in the box's [-1, 1] frame
+    img_x = (img_x - bx0) / (bx1 - bx0) * 2 - 1  # (N, w)
+    gx = img_x[:, None, :].expand(n, img_y.size(1), img_x.size(1))  # (N, h, w)
+    gy = img_y[:, :, None].expand(n, img_y.size(1), img_x.size(1))  # (N, h, w)
+    grid = torch.stack([gx, gy], dim=3)  # (N, h, w, 2)
+    if not masks.dtype.is_floating_point:
+        masks = masks.float()
+    pasted = F.grid_sample(masks, grid.to(masks.dtype), align_corners=False)  # (N, 1, h, w)
+    return pasted[:, 0]
+
+
+def paste_masks_in_image(
+    masks: torch.Tensor, boxes: torch.Tensor, image_shape: tuple[int, int], threshold: float = 0.5
+) -> torch.Tensor:
+    """Paste per-box mask probabilities into full-image masks.
+
+    Args:
+        masks: (N, M, M) probabilities in each box's frame.
+        boxes: (N, 4) XYXY boxes in the output image's pixels.
+        image_shape: (height, width) of the output image.
+        threshold: pixels with probability >= threshold are True; < 0 returns probabilities.
+
+    Returns:
+        (N, H, W) bool masks (float when threshold < 0).
+    """
+    if masks.shape[-1] != masks.shape[-2]:
+        raise ValueError(f"masks must be square, got {tuple(masks.shape)}")
+    n = len(masks)
+    img_h, img_w = image_shape
+    dtype = torch.bool if threshold >= 0 else torch.float32
+    out = torch.zeros(n, img_h, img_w, device=masks.device, dtype=dtype)
+    if n == 0:
+        return out
+    boxes = boxes.to(torch.float32)
+    # One box at a time, each over its own window: boxes +-1 pixel, clipped to the image.
+    lo = torch.clamp(boxes[:, :2].floor() - 1, min=0).to(torch.int64)
+    hi_x = torch.clamp(boxes[:, 2].ceil() + 1, max=img_w).to(torch.int64)
+    hi_y = torch.clamp(boxes[:, 3].ceil() + 1, max=img_h).to(torch.int64)
+    for i in range(n):
+        x0, y0 = int(lo[i, 0]), int(lo[i, 1])
+        x1, y1 = int(hi_x[i]), int(hi_y[i])
+        if x1 <= x0 or y1 <= y0:
+            continue
+        region = _paste_mask_region(masks[i : i + 1, None], boxes[i : i + 1], x0, y0, x1, y1)[0]
+        out[i, y0:y1, x0:x1] = region >= threshold if threshold >= 0 else region
+    return out

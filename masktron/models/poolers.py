@@ -1,0 +1,99 @@
+"""`ROIPooler`: RoIAlign over a feature pyramid, each box pooled from the level fitting its size."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from masktron.layers import ROIAlign
+from masktron.structures import Boxes
+
+
+def assign_boxes_to_levels(
+    boxes: list[Boxes],
+    min_level: int,
+    max_level: int,
+    canonical_box_size: int = 224,
+    canonical_level: int = 4,
+) -> torch.Tensor:
+    """FPN paper's eq. (1): `floor(k0 + log2(sqrt(area) / 224))`, clamped to the pyramid.
+
+    Returns:
+        (R,) int64 level index of each box, 0 for `min_level`.
+    """
+    sizes = torch.sqrt(torch.cat([b.area() for b in boxes]))
+    levels = torch.floor(canonical_level + torch.log2(sizes / canonical_box_size + 1e-8))
+    levels = torch.clamp(levels, min=min_level, max=max_level)
+    return levels.to(torch.int64) - min_level
+
+
+def boxes_to_rois(boxes: list[Boxes]) -> torch.Tensor:
+    """Per-image boxes -> (R, 5) rows of (image index, x0, y0, x1, y1)."""
+    tensors = [b.tensor for b in boxes]
+    index = torch.cat(
+        [torch.full((len(t), 1), i, dtype=t.dtype, device=t.device) for i, t in enumerate(tensors)]
+    )
+    return torch.cat([index, torch.cat(tensors)], dim=1)
+
+
+class ROIPooler(nn.Module):
+    """Pool a fixed-size feature for every box from a list of feature maps.
+
+    Args:
+        output_size: bins per side (7 for box heads, 14 for mask heads).
+        scales: 1 / stride of each feature map, finest first; strides must be powers of 2.
+        sampling_ratio: samples per bin side (0: adaptive).
+        pooler_type: "ROIAlignV2" (aligned, Detectron2's default) or "ROIAlign".
+        canonical_box_size, canonical_level: a box of this size goes to this level.
+    """
+
+    def __init__(
+        self,
+        *,
+        output_size: int,
+        scales: list[float],
+        sampling_ratio: int,
+        pooler_type: str,
+        canonical_box_size: int = 224,
+        canonical_level: int = 4,
+    ):
+        super().__init__()
+        if pooler_type not in ("ROIAlignV2", "ROIAlign"):
+            raise ValueError(f"pooler type must be ROIAlignV2 or ROIAlign, got {pooler_type!r}")
+        aligned = pooler_type == "ROIAlignV2"
+        self.level_poolers = nn.ModuleList(
+            ROIAlign(output_size, scale, sampling_ratio, aligned=aligned) for scale in scales
+        )
+        levels = [-math.log2(scale) for scale in scales]
+        if any(abs(level - round(level)) > 1e-6 for level in levels):
+            raise ValueError(f"pooler scales must be powers of 1/2, got {scales}")
+        self.min_level, self.max_level = round(levels[0]), round(levels[-1])
+        if self.max_level - self.min_level + 1 != len(scales):
+            raise ValueError(f"pooler scales must be consecutive powers of 1/2, got {scales}")
+        self.output_size = output_size
+        self.canonical_box_size = canonical_box_size
+        self.canonical_level = canonical_level
+
+    def forward(self, features: list[torch.Tensor], boxes: list[Boxes]) -> torch.Tensor:
+        """Args: features, per level (N, C, H_l, W_l); boxes, per image, in input pixels.
+
+        Returns:
+            (R, C, S, S) pooled features, boxes in image order.
+        """
+        if len(features) != len(self.level_poolers):
+            raise ValueError(f"{len(features)} feature maps for {len(self.level_poolers)} scales")
+        rois = boxes_to_rois(boxes)
+        if len(self.level_poolers) == 1:
+            return self.level_poolers[0](features[0], rois)
+        levels = assign_boxes_to_levels(
+            boxes, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
+        )
+        channels, size = features[0].shape[1], self.output_size
+        out = features[0].new_zeros(len(rois), channels, size, size)
+        for level, (feature, pooler) in enumerate(zip(features, self.level_poolers)):
+            idx = torch.nonzero(levels == level, as_tuple=True)[0]
+            if idx.numel():
+                out[idx] = pooler(feature, rois[idx]).to(out.dtype)
+        return out

@@ -1,0 +1,104 @@
+"""`GeneralizedRCNN`: backbone -> proposal generator -> RoI heads (Faster/Mask R-CNN)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from masktron.backbones.backbone import Backbone
+from masktron.models.postprocessing import detector_postprocess
+from masktron.structures import ImageList, Instances
+
+
+class GeneralizedRCNN(nn.Module):
+    """Two-stage detector with Detectron2's input and output format.
+
+    `forward(batched_inputs)` takes a list of dicts, one per image: `image` (3, H, W) tensor in
+    `input_format` channel order with 0-255 values, resized already; optional `height`, `width`
+    (the size wanted for the output, normally the original image's); in training `instances`
+    with `gt_boxes`, `gt_classes` (and `gt_masks`). Inference returns a list of
+    `{"instances": Instances}`; training returns a dict of losses.
+
+    Args:
+        backbone: features with `size_divisibility`.
+        proposal_generator: e.g. `RPN`.
+        roi_heads: e.g. `StandardROIHeads`.
+        pixel_mean, pixel_std: per-channel normalisation, in `input_format` order.
+        input_format: "BGR" or "RGB": the channel order the weights expect.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        proposal_generator: nn.Module,
+        roi_heads: nn.Module,
+        pixel_mean: tuple[float, ...],
+        pixel_std: tuple[float, ...],
+        input_format: str = "BGR",
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.proposal_generator = proposal_generator
+        self.roi_heads = roi_heads
+        self.input_format = input_format
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        if self.pixel_mean.shape != self.pixel_std.shape:
+            raise ValueError("pixel_mean and pixel_std must have the same length")
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def preprocess_image(self, batched_inputs: list[dict[str, Any]]) -> ImageList:
+        """Normalise each image and pad them into one batch (to the backbone's divisibility)."""
+        images = []
+        for x in batched_inputs:
+            if "image" not in x:
+                raise KeyError("each input dict needs an 'image' (3, H, W) tensor")
+            image = x["image"].to(self.device)
+            if image.dim() != 3 or image.shape[0] != self.pixel_mean.shape[0]:
+                channels = self.pixel_mean.shape[0]
+                raise ValueError(f"images must be ({channels}, H, W), got {tuple(image.shape)}")
+            images.append((image - self.pixel_mean) / self.pixel_std)
+        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+
+    def forward(self, batched_inputs: list[dict[str, Any]]):
+        if not self.training:
+            return self.inference(batched_inputs)
+        images = self.preprocess_image(batched_inputs)
+        if any("instances" not in x for x in batched_inputs):
+            raise KeyError("training inputs need 'instances' with gt_boxes and gt_classes")
+        gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+        features = self.backbone(images.tensor)
+        proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
+        _, detector_losses = self.roi_heads(images, features, proposals, gt_instances)
+        return {**detector_losses, **proposal_losses}
+
+    def inference(
+        self, batched_inputs: list[dict[str, Any]], do_postprocess: bool = True
+    ) -> list[Any]:
+        """Detections per image: rescaled to `height` x `width` when `do_postprocess`."""
+        images = self.preprocess_image(batched_inputs)
+        features = self.backbone(images.tensor)
+        proposals, _ = self.proposal_generator(images, features, None)
+        results, _ = self.roi_heads(images, features, proposals, None)
+        if not do_postprocess:
+            return results
+        return self._postprocess(results, batched_inputs, images.image_sizes)
+
+    @staticmethod
+    def _postprocess(
+        results: list[Instances],
+        batched_inputs: list[dict[str, Any]],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Instances]]:
+        processed = []
+        for result, inputs, size in zip(results, batched_inputs, image_sizes):
+            height = inputs.get("height", size[0])
+            width = inputs.get("width", size[1])
+            processed.append({"instances": detector_postprocess(result, height, width)})
+        return processed
