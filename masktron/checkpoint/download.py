@@ -1,0 +1,182 @@
+"""Checkpoint URLs: a download cache with integrity checks and an actionable offline message.
+
+`get_local_path("detectron2://ImageNetPretrained/MSRA/R-50.pkl")` returns a local file, downloading
+it on first use into `$MASKTRON_CACHE` (default `~/.cache/masktron`) at
+`<cache>/<URL path after the host>`, e.g. `<cache>/detectron2/ImageNetPretrained/MSRA/R-50.pkl`.
+A download goes to a temporary file beside its destination and is renamed into place only once it
+is complete and verified, so an interrupted download never leaves a broken file in the cache.
+
+Integrity: Detectron2's model-zoo files carry the first 6 hex digits of their **md5** in their
+name (`model_final_f10217.pkl`; Detectron2's MODEL_ZOO.md: "any model on this page contains its
+md5 prefix in its file name"); torchvision's carry a sha256 prefix (`resnet50-0676ba61.pth`);
+`sha256=` checks a full sha256 for any URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from urllib.request import urlopen
+
+from tqdm import tqdm
+
+from masktron.checkpoint.atomic import atomic_open
+
+__all__ = ["DownloadError", "cache_path", "get_cache_dir", "get_local_path", "resolve_url"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "MASKTRON_CACHE"
+DEFAULT_CACHE = os.path.join("~", ".cache", "masktron")
+DETECTRON2_PREFIX = "detectron2://"
+DETECTRON2_BASE_URL = "https://dl.fbaipublicfiles.com/detectron2/"
+_CHUNK = 1 << 20
+_TIMEOUT_S = 60.0
+_D2_HASH = re.compile(r"_([0-9a-f]{6})\.(pkl|pth)$")  # model_final_f10217.pkl -> md5 prefix
+_TV_HASH = re.compile(r"-([0-9a-f]{8,64})\.(pth|pt)$")  # resnet50-0676ba61.pth -> sha256 prefix
+
+
+class DownloadError(OSError):
+    """A URL that could not be fetched or whose content failed its integrity check."""
+
+
+def get_cache_dir() -> str:
+    """The cache folder: `$MASKTRON_CACHE`, else `~/.cache/masktron` (not created here)."""
+    return os.path.abspath(os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE))
+
+
+def resolve_url(path_or_url: str) -> str | None:
+    """The http(s) URL that `path_or_url` names, or None for a local path (or a `file://` URL).
+
+    `detectron2://X` means `https://dl.fbaipublicfiles.com/detectron2/X`.
+    """
+    if path_or_url.startswith(DETECTRON2_PREFIX):
+        return DETECTRON2_BASE_URL + path_or_url[len(DETECTRON2_PREFIX) :].lstrip("/")
+    scheme = urllib.parse.urlsplit(path_or_url).scheme.lower()
+    return path_or_url if scheme in ("http", "https") else None
+
+
+def cache_path(url: str, cache_dir: str | None = None) -> str:
+    """Where `url` (http(s) or `detectron2://`) lives in the cache: `<cache>/<path after host>`."""
+    resolved = resolve_url(url) or url
+    parts = [urllib.parse.unquote(p) for p in urllib.parse.urlsplit(resolved).path.split("/")]
+    parts = [p for p in parts if p]
+    if not parts or any(p in (".", "..") or os.sep in p or "\0" in p for p in parts):
+        raise ValueError(f"cannot cache {url!r}: its path has no file name or climbs with '..'")
+    return os.path.join(cache_dir or get_cache_dir(), *parts)
+
+
+def expected_digests(url: str, sha256: str | None = None) -> list[tuple[str, str]]:
+    """(hash name, expected hex digest or prefix) pairs that a download of `url` must satisfy."""
+    checks = [("sha256", sha256.lower())] if sha256 else []
+    split = urllib.parse.urlsplit(resolve_url(url) or url)
+    name = os.path.basename(split.path)
+    if split.netloc == "dl.fbaipublicfiles.com" and split.path.startswith("/detectron2/"):
+        if m := _D2_HASH.search(name):
+            checks.append(("md5", m.group(1)))
+    elif split.netloc == "download.pytorch.org" and (m := _TV_HASH.search(name)):
+        checks.append(("sha256", m.group(1)))
+    return checks
+
+
+def _place_by_hand(url: str, dest: str) -> str:
+    return (
+        f"If this machine is offline, download {url} elsewhere and place it at\n  {dest}\n"
+        f"(the cache folder is set by the {CACHE_ENV} environment variable)."
+    )
+
+
+def _fetch(url: str, dest: str, checks: list[tuple[str, str]], progress: bool) -> None:
+    hashes = {algo: hashlib.new(algo) for algo, _ in checks}
+    request = urllib.request.Request(url, headers={"User-Agent": "masktron"})
+    with urlopen(request, timeout=_TIMEOUT_S) as response:
+        length = response.headers.get("Content-Length") if response.headers else None
+        total = int(length) if length and length.isdigit() else None
+        received = 0
+        bar = tqdm(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
+            desc=os.path.basename(dest),
+        )  # fmt: skip
+        with bar, atomic_open(dest, "wb") as f:
+            while chunk := response.read(_CHUNK):
+                f.write(chunk)
+                for h in hashes.values():
+                    h.update(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+            if total is not None and received != total:
+                raise DownloadError(f"{url}: download ended after {received} of {total} bytes")
+            for algo, expected in checks:
+                got = hashes[algo].hexdigest()
+                if not got.startswith(expected):
+                    raise DownloadError(
+                        f"{url}: integrity check failed: {algo} is {got}, expected "
+                        f"{'a digest starting with ' if len(expected) < len(got) else ''}"
+                        f"{expected}. The download was discarded; try again."
+                    )
+
+
+def _verify_file(path: str, sha256: str) -> None:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    if h.hexdigest() != sha256.lower():
+        raise DownloadError(
+            f"{path}: sha256 is {h.hexdigest()}, expected {sha256.lower()}; delete it to download "
+            "it again"
+        )
+
+
+def get_local_path(
+    path_or_url: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    cache_dir: str | None = None,
+    progress: bool = True,
+) -> str:
+    """A local file for a path or URL, downloading URLs into the cache on first use.
+
+    Args:
+        path_or_url: a local path, `file://` URL, http(s) URL or `detectron2://` URL.
+        sha256: optional full sha256 the file must have (checked on download and on cache hits).
+        cache_dir: overrides `$MASKTRON_CACHE` for this call.
+        progress: show a tqdm progress bar while downloading.
+
+    Returns:
+        A local path. Local paths are returned as given (with `~` expanded), even if missing.
+
+    Raises:
+        DownloadError: the URL could not be fetched (the message names the URL and the exact path
+            where the file can be placed by hand) or failed its integrity check.
+    """
+    path_or_url = os.fspath(path_or_url)
+    if path_or_url.startswith("file://"):
+        return urllib.request.url2pathname(urllib.parse.urlsplit(path_or_url).path)
+    url = resolve_url(path_or_url)
+    if url is None:
+        return os.path.expanduser(path_or_url)
+    dest = cache_path(url, cache_dir)
+    if os.path.isfile(dest):
+        logger.debug("Using cached %s for %s", dest, url)
+        if sha256:
+            _verify_file(dest, sha256)
+        return dest
+    logger.info("Downloading %s to %s", url, dest)
+    try:
+        _fetch(url, dest, expected_digests(url, sha256), progress)
+    except DownloadError as e:
+        raise DownloadError(f"{e}\n{_place_by_hand(url, dest)}") from e
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        reason = e.reason if isinstance(e, urllib.error.URLError) else e
+        if isinstance(e, urllib.error.HTTPError):
+            reason = f"HTTP {e.code} {e.reason}"
+        message = f"could not download {url} ({reason})."
+        raise DownloadError(f"{message}\n{_place_by_hand(url, dest)}") from e
+    return dest
