@@ -1,0 +1,1 @@
+"""Detectron2-compatible import paths (`masktron.utils.visualizer`); the code lives elsewhere."""
