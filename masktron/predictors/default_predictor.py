@@ -1,0 +1,69 @@
+"""`DefaultPredictor`: one image in, Detectron2-style results out, as Detectron2's class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from masktron.config import CfgNode
+from masktron.data import transforms as T
+from masktron.data.catalog import MetadataCatalog
+from masktron.models.build import build_model
+
+
+class DefaultPredictor:
+    """Build the model of `cfg`, load `cfg.MODEL.WEIGHTS`, and run it on single images.
+
+    Images come in BGR order (what `cv2.imread` gives), as in Detectron2; they are flipped
+    to RGB when the model's `INPUT.FORMAT` is RGB. Each is resized as in Detectron2's testing
+    (`ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)`, PIL bilinear on uint8) and the
+    outputs come back in original-image pixels: `{"instances": Instances}` for detectors,
+    plus `"sem_seg"` / `"panoptic_seg"` for Panoptic FPN.
+
+    Example:
+        predictor = DefaultPredictor(cfg)
+        outputs = predictor(cv2.imread("input.jpg"))  # (H, W, 3) uint8 BGR
+    """
+
+    def __init__(self, cfg: CfgNode):
+        from masktron.checkpoint import DetectionCheckpointer
+
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        if self.cfg.DATASETS.TEST:
+            self.metadata = MetadataCatalog.get(self.cfg.DATASETS.TEST[0])
+        if self.cfg.MODEL.WEIGHTS:
+            DetectionCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
+        size = self.cfg.INPUT.MIN_SIZE_TEST
+        self.aug = T.ResizeShortestEdge([size, size], self.cfg.INPUT.MAX_SIZE_TEST)
+        self.input_format = self.cfg.INPUT.FORMAT
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format!r}")
+
+    def _to_input(self, original_image: np.ndarray) -> dict[str, Any]:
+        image = np.asarray(original_image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                "DefaultPredictor expects an (H, W, 3) uint8 BGR image, "
+                f"got shape {image.shape} dtype {image.dtype}"
+            )
+        if self.input_format == "RGB":
+            image = image[:, :, ::-1]
+        height, width = image.shape[:2]
+        resized = self.aug.get_transform(image).apply_image(image)
+        # (H, W, 3) -> (3, H, W)
+        tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
+        return {"image": tensor, "height": height, "width": width}
+
+    def __call__(self, original_image: np.ndarray) -> dict[str, Any]:
+        """Args: original_image (H, W, 3) uint8, BGR. Returns the model's outputs for it."""
+        with torch.inference_mode():
+            return self.model([self._to_input(original_image)])[0]
+
+    def predict_batch(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
+        """Several BGR images in one padded batch (one forward pass)."""
+        with torch.inference_mode():
+            return self.model([self._to_input(image) for image in images])
