@@ -1,0 +1,149 @@
+"""Bad ground truth or results: a clear ValueError/OSError naming file and field, never a crash
+or a hang inside pycocotools."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from eval_helpers import load_gt
+from pycocotools import mask as mask_util
+
+from masktron.evaluation import coco_evaluate
+from masktron.evaluation.rle import check_compressed_rles, decode_counts
+
+
+@pytest.fixture(scope="module")
+def val(coco_sample):
+    return load_gt(coco_sample, "val")
+
+
+def one(gt: dict, **changes) -> dict:
+    image = gt["images"][0]
+    det = {"image_id": image["id"], "category_id": 1, "bbox": [1.0, 2.0, 30.0, 40.0], "score": 0.5}
+    return det | changes
+
+
+def test_rle_decoder_matches_masks():
+    rng = np.random.default_rng(0)
+    strings, expected, rles, sizes = [], [], [], []
+    for i in range(200):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        mask = (rng.random((h, w)) < rng.random()).astype(np.uint8)
+        mask[:] = 0 if i % 7 == 0 else mask
+        mask[:] = 1 if i % 11 == 0 else mask
+        rle = mask_util.encode(np.asfortranarray(mask))
+        flat = mask.flatten(order="F")
+        edges = np.concatenate(([0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]))
+        runs = ([0] if flat[0] else []) + np.diff(edges).tolist()
+        strings.append(rle["counts"])
+        expected.append(runs)
+        rles.append(rle)
+        sizes.append((h, w))
+    runs, owner, bad = decode_counts(strings)
+    assert not bad.any()
+    assert [runs[owner == i].tolist() for i in range(len(strings))] == expected
+    assert not check_compressed_rles(rles, sizes).any()
+
+
+@pytest.mark.parametrize("counts", ["zzzz", "0", "", "P5", "`", "P13700000l05", "d1", "P1~"])
+def test_malformed_rle_strings_are_caught(counts):
+    # "zzzz" makes pycocotools loop for ever; others decode past the image
+    assert check_compressed_rles([{"size": [10, 10], "counts": counts}], [(10, 10)])[0]
+
+
+@pytest.mark.parametrize(
+    "segmentation, message",
+    [
+        ({"size": [10, 10], "counts": "zzzz"}, "is not the image's"),
+        ("not a mask", "polygons"),
+        ([[1.0, 2.0, 3.0]], "at least 3 points"),
+        ({"size": [0, 0], "counts": 5}, "is not the image's"),
+    ],
+)
+def test_bad_segmentations(val, segmentation, message):
+    path, gt = val
+    with pytest.raises(ValueError, match=message):
+        coco_evaluate(path, [one(gt, segmentation=segmentation)], "segm")
+
+
+def test_malformed_rle_of_the_right_size(val):
+    path, gt = val
+    image = gt["images"][0]
+    rle = {"size": [image["height"], image["width"]], "counts": "zzzz"}
+    with pytest.raises(ValueError, match=r"result #0 .*malformed RLE"):
+        coco_evaluate(path, [one(gt, segmentation=rle)], "segm")
+    short = {"size": rle["size"], "counts": [5, 5]}
+    with pytest.raises(ValueError, match="sum to 10"):
+        coco_evaluate(path, [one(gt, segmentation=short)], "segm")
+
+
+def test_unknown_image_and_category_are_listed(val):
+    path, gt = val
+    with pytest.raises(ValueError, match=r"results: 2 results are on images not in .*123456789"):
+        results = [one(gt, image_id=123456789), one(gt, image_id=-1), one(gt)]
+        coco_evaluate(path, results, "bbox")
+    with pytest.raises(ValueError, match=r"category_id not in .*\[12\]"):  # 12 is not a COCO id
+        coco_evaluate(path, [one(gt, category_id=12)], "bbox")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"score": float("nan")}, "'score' must be a finite number"),
+        ({"score": "high"}, "'score' must be a finite number"),
+        ({"bbox": [1, 2, 3]}, "'bbox' must be 4 finite numbers"),
+        ({"bbox": [1, 2, -3, 4]}, "negative size"),
+    ],
+)
+def test_bad_fields(val, change, message):
+    path, gt = val
+    with pytest.raises(ValueError, match=message):
+        coco_evaluate(path, [one(gt, **change)], "bbox")
+
+
+def test_missing_fields_and_wrong_types(val):
+    path, gt = val
+    det = one(gt)
+    del det["score"]
+    with pytest.raises(ValueError, match=r"result #0: missing 'score'"):
+        coco_evaluate(path, [det], "bbox")
+    with pytest.raises(ValueError, match="missing 'segmentation'"):
+        coco_evaluate(path, [one(gt)], "segm")
+    with pytest.raises(ValueError, match="JSON list of dicts"):
+        coco_evaluate(path, {"annotations": []}, "bbox")
+    with pytest.raises(ValueError, match="iou_type"):
+        coco_evaluate(path, [], "keypoints")
+    with pytest.raises(ValueError, match="max_dets"):
+        coco_evaluate(path, [], "bbox", max_dets=(100, 10, 1))
+
+
+def test_mixed_boxes_in_segm_results(val):
+    path, gt = val
+    image = gt["images"][0]
+    mask = np.zeros((image["height"], image["width"]), np.uint8, order="F")
+    mask[5:20, 5:20] = 1
+    rle = mask_util.encode(mask)
+    rle["counts"] = rle["counts"].decode()
+    with_box, without = one(gt, segmentation=rle), one(gt, segmentation=rle)
+    del without["bbox"]
+    with pytest.raises(ValueError, match="some results have a 'bbox'"):
+        coco_evaluate(path, [with_box, without], "segm")
+
+
+def test_bad_files(tmp_path, val):
+    path, gt = val
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        coco_evaluate(tmp_path / "nope.json", [], "bbox")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match=r"broken\.json: not a valid JSON"):
+        coco_evaluate(path, broken, "bbox")
+    no_area = json.loads(json.dumps(gt))
+    del no_area["annotations"][3]["area"]
+    with pytest.raises(ValueError, match=r"annotations\[3\]: missing 'area'"):
+        coco_evaluate(no_area, [], "bbox")
+    test_set = {k: v for k, v in gt.items() if k != "annotations"}
+    with pytest.raises(ValueError, match="has no 'annotations'"):
+        coco_evaluate(test_set, [], "bbox")
