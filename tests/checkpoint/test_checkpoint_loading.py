@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import UNLOADED, TensorTree, random_arrays
+from ckpt_helpers import UNLOADED, TensorTree, random_arrays
 
 from masktron.checkpoint import DetectionCheckpointer
 

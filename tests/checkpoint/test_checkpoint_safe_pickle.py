@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from conftest import py2_pickle_bytes
+from ckpt_helpers import py2_pickle_bytes
 
 from masktron.checkpoint import (
     CheckpointError,
