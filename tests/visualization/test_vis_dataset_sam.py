@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-from conftest import SHARED_DATA, box_mask, region_color
+from _vis_helpers import SHARED_DATA, box_mask, region_color
 from PIL import Image
 
 from masktron.data.catalog import Metadata

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import box_mask, region_color
+from _vis_helpers import box_mask, region_color
 from PIL import Image
 
 from masktron.structures import Boxes, Instances

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import box_mask, region_color
+from _vis_helpers import box_mask, region_color
 
 from masktron.visualization import Visualizer
 
