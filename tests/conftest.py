@@ -28,3 +28,21 @@ def fixture_weights_module(shared_dir: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def mask_rcnn_zoo_pkl(
+    shared_dir: Path, fixture_weights_module: ModuleType, tmp_path_factory
+) -> Path:
+    """The R50-FPN 3x fixture weights written as a Detectron2 model-zoo pickle."""
+    import pickle
+
+    calib = shared_dir / "fixtures" / "mask_rcnn_R_50_FPN_3x.s0.calib.npz"
+    weights = fixture_weights_module.calibrated_weights(None, str(calib))
+    path = tmp_path_factory.mktemp("zoo") / "model_final.pkl"
+    with open(path, "wb") as f:  # the model-zoo file format, as Detectron2 writes it
+        pickle.dump(
+            {"model": weights, "__author__": "Detectron2 Model Zoo", "matching_heuristics": False},
+            f,
+        )
+    return path

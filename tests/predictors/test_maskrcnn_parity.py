@@ -1,8 +1,6 @@
 """Parity with Detectron2: fixture weights written into a real model-zoo .pkl, loaded through
 cfg.MODEL.WEIGHTS and DefaultPredictor, must reproduce Detectron2's detections and masks."""
 
-import pickle
-
 import numpy as np
 import pytest
 from parity_utils import compare_detections
@@ -16,18 +14,10 @@ NAME = "mask_rcnn_R_50_FPN_3x"
 
 
 @pytest.fixture(scope="module")
-def predictor(shared_dir, fixture_weights_module, tmp_path_factory):
-    calib = shared_dir / "fixtures" / f"{NAME}.s0.calib.npz"
-    weights = fixture_weights_module.calibrated_weights(None, str(calib))
-    path = tmp_path_factory.mktemp("zoo") / "model_final.pkl"
-    with open(path, "wb") as f:  # the model-zoo file format, written as Detectron2 writes it
-        pickle.dump(
-            {"model": weights, "__author__": "Detectron2 Model Zoo", "matching_heuristics": False},
-            f,
-        )
+def predictor(mask_rcnn_zoo_pkl):
     cfg = get_cfg()
     cfg.merge_from_file(model_zoo.get_config_file(f"COCO-InstanceSegmentation/{NAME}.yaml"))
-    cfg.MODEL.WEIGHTS = str(path)
+    cfg.MODEL.WEIGHTS = str(mask_rcnn_zoo_pkl)
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
     return DefaultPredictor(cfg)

@@ -1,0 +1,249 @@
+"""Detect and segment objects in images with a Detectron2-style model.
+
+Writes, into --out: each image drawn with its detections (same file name), `results.json`
+(COCO results: boxes XYWH, scores, category ids of the dataset, RLE masks, plus `file_name`),
+and for panoptic models `<stem>_panoptic.png` (COCO panoptic RGB-encoded ids) with
+`panoptic.json` (segments per image), and `<stem>_sem_seg.png` (class index per pixel).
+
+Examples:
+  masktron predict photo.jpg --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml \\
+      --out out/                       # zoo config: its trained weights are downloaded
+  masktron predict imgs/ --config my.yaml --weights output/model_final.pth --conf 0.7 --out out/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from masktron.cli.main import CommandError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="images or folders")
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="a YAML config file, or a model-zoo name such as "
+        "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml",
+    )
+    parser.add_argument(
+        "--weights",
+        help="checkpoint path or URL (https://, detectron2://); default: the zoo's trained weights "
+        "for a zoo config, else the config's MODEL.WEIGHTS",
+    )
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--conf", type=float, default=0.5, help="minimum score (default 0.5)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: MODEL.DEVICE)")
+    parser.add_argument(
+        "--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE", help="config overrides"
+    )
+
+
+def resolve_config(name: str) -> tuple[str, str | None]:
+    """(config file path, zoo name or None) for a path or a model-zoo name."""
+    from masktron import model_zoo
+
+    if os.path.isfile(name):
+        return name, None
+    zoo_name = name if name.endswith(".yaml") else name + ".yaml"
+    try:
+        return model_zoo.get_config_file(zoo_name), zoo_name
+    except RuntimeError as e:
+        raise CommandError(f"--config {name}: not a file, and {e}") from None
+
+
+def setup_cfg(args: argparse.Namespace) -> Any:
+    """The config of a run: file or zoo name, weights, score threshold, device, overrides."""
+    from masktron import model_zoo
+    from masktron.config import get_cfg
+
+    path, zoo_name = resolve_config(args.config)
+    cfg = get_cfg()
+    cfg.merge_from_file(path)
+    if args.opts:
+        cfg.merge_from_list(args.opts)
+    if args.weights:
+        cfg.MODEL.WEIGHTS = args.weights
+    elif zoo_name is not None and _key(zoo_name) in model_zoo.ZOO:
+        cfg.MODEL.WEIGHTS = model_zoo.get_checkpoint_url(zoo_name)
+    if not cfg.MODEL.WEIGHTS:
+        raise CommandError("no weights: pass --weights PATH_OR_URL (or set MODEL.WEIGHTS)")
+    # The same threshold for every family, as Detectron2's demo does.
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.conf
+    cfg.MODEL.RETINANET.SCORE_THRESH_TEST = args.conf
+    cfg.MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH = args.conf
+    if args.device:
+        cfg.MODEL.DEVICE = args.device
+    return cfg
+
+
+def _key(zoo_name: str) -> str:
+    return zoo_name[: -len(".yaml")] if zoo_name.endswith(".yaml") else zoo_name
+
+
+def collect_images(inputs: Sequence[str]) -> list[str]:
+    """Image files named directly or found (non-recursively, sorted) in the folders given."""
+    paths: list[str] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(
+                os.path.join(item, f)
+                for f in os.listdir(item)
+                if f.lower().endswith(IMAGE_EXTENSIONS)
+            )
+            if not found:
+                raise CommandError(f"{item}: no images ({', '.join(IMAGE_EXTENSIONS)}) in folder")
+            paths.extend(found)
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise CommandError(f"{item}: no such file or folder")
+    return paths
+
+
+def _unique_name(path: str, used: set[str]) -> str:
+    base = os.path.basename(path)
+    stem, ext = os.path.splitext(base)
+    name, k = base, 1
+    while name in used:
+        name, k = f"{stem}_{k}{ext}", k + 1
+    used.add(name)
+    return name
+
+
+def predict_images(
+    predictor: Any, metadata: Any, paths: Sequence[str], out_dir: str
+) -> tuple[int, list[str]]:
+    """Run `predictor` on each image and write drawings and results into `out_dir`.
+
+    Returns:
+        (number of images done, messages of the images that failed).
+    """
+    from tqdm import tqdm
+
+    from masktron.checkpoint.atomic import atomic_open
+    from masktron.data import read_image
+
+    os.makedirs(out_dir, exist_ok=True)
+    results: list[dict] = []
+    panoptic: list[dict] = []
+    failures: list[str] = []
+    used: set[str] = set()
+    done = 0
+    for image_id, path in enumerate(tqdm(paths, desc="predict", unit="img"), start=1):
+        try:
+            bgr = read_image(path, format="BGR")
+        except (OSError, ValueError) as e:
+            failures.append(str(e))
+            logger.warning("skipping %s", e)
+            continue
+        outputs = predictor(bgr)
+        name = _unique_name(path, used)
+        _write_outputs(
+            outputs, bgr[:, :, ::-1], metadata, out_dir, name, image_id, results, panoptic
+        )
+        done += 1
+    with atomic_open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f)
+    if panoptic:
+        with atomic_open(os.path.join(out_dir, "panoptic.json"), "w") as f:
+            json.dump({"annotations": panoptic}, f)
+    return done, failures
+
+
+def _dataset_ids(metadata: Any, key: str) -> dict[int, int]:
+    mapping = metadata.get(key) if metadata is not None else None
+    return {v: k for k, v in mapping.items()} if mapping else {}
+
+
+def _write_outputs(
+    outputs: dict,
+    rgb: np.ndarray,
+    metadata: Any,
+    out_dir: str,
+    name: str,
+    image_id: int,
+    results: list[dict],
+    panoptic: list[dict],
+) -> None:
+    from masktron.evaluation.coco_evaluation import instances_to_coco_json
+    from masktron.visualization.visualizer import Visualizer
+
+    stem = os.path.splitext(name)[0]
+    visualizer = Visualizer(rgb, metadata)
+    if "panoptic_seg" in outputs:
+        seg, segments = outputs["panoptic_seg"]
+        seg = seg.to("cpu")
+        vis = visualizer.draw_panoptic_seg(seg, segments)
+        panoptic.append(_write_panoptic(seg.numpy(), segments, metadata, out_dir, stem, image_id))
+    elif "sem_seg" in outputs:
+        vis = visualizer.draw_sem_seg(outputs["sem_seg"].argmax(dim=0).to("cpu"))
+    else:
+        vis = visualizer.draw_instance_predictions(outputs["instances"].to("cpu"))
+    if "sem_seg" in outputs:
+        labels = outputs["sem_seg"].argmax(dim=0).to("cpu").numpy()
+        _save_png(
+            labels.astype(np.uint16 if labels.max() > 255 else np.uint8),
+            out_dir,
+            stem + "_sem_seg.png",
+        )
+    vis.save(os.path.join(out_dir, name))
+    if "instances" in outputs:
+        to_dataset = _dataset_ids(metadata, "thing_dataset_id_to_contiguous_id")
+        for r in instances_to_coco_json(outputs["instances"].to("cpu"), image_id):
+            r["category_id"] = to_dataset.get(r["category_id"], r["category_id"])
+            r["file_name"] = name
+            results.append(r)
+
+
+def _save_png(array: np.ndarray, out_dir: str, name: str) -> None:
+    from PIL import Image
+
+    from masktron.checkpoint.atomic import atomic_open
+
+    with atomic_open(os.path.join(out_dir, name), "wb") as f:
+        Image.fromarray(array).save(f, format="PNG")
+
+
+def _write_panoptic(
+    seg: np.ndarray, segments: list[dict], metadata: Any, out_dir: str, stem: str, image_id: int
+) -> dict:
+    """Save the id map as a COCO panoptic PNG; return the image's annotation record."""
+    from masktron.evaluation.panoptic_pq import id_to_rgb
+
+    _save_png(id_to_rgb(seg.astype(np.int64)).astype(np.uint8), out_dir, stem + "_panoptic.png")
+    things = _dataset_ids(metadata, "thing_dataset_id_to_contiguous_id")
+    stuff = _dataset_ids(metadata, "stuff_dataset_id_to_contiguous_id")
+    info = []
+    for s in segments:
+        s = dict(s)
+        table = things if s.get("isthing") else stuff
+        s["category_id"] = table.get(s["category_id"], s["category_id"])
+        info.append({k: (float(v) if isinstance(v, np.floating) else v) for k, v in s.items()})
+    return {"image_id": image_id, "file_name": stem + "_panoptic.png", "segments_info": info}
+
+
+def run(args: argparse.Namespace) -> int:
+    from masktron.data.catalog import MetadataCatalog
+    from masktron.engine import DefaultPredictor
+
+    paths = collect_images(args.inputs)
+    cfg = setup_cfg(args)
+    predictor = DefaultPredictor(cfg)
+    names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
+    metadata = MetadataCatalog.get(names[0]) if names else None
+    done, failures = predict_images(predictor, metadata, paths, args.out)
+    print(f"wrote {done} image(s) and results.json to {args.out}")
+    if failures:
+        raise CommandError(f"{len(failures)} image(s) failed: " + "; ".join(failures))
+    return 0

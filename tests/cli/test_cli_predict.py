@@ -1,0 +1,73 @@
+"""`masktron predict` on real photos with Detectron2-format weights: outputs, exit codes."""
+
+import json
+import shutil
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+from PIL import Image
+
+from masktron.cli.main import main
+from masktron.data import MetadataCatalog
+
+CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
+FAST = ["--opts", "INPUT.MIN_SIZE_TEST", "256", "INPUT.MAX_SIZE_TEST", "400"]
+
+
+def test_predict_writes_drawing_and_coco_results(mask_rcnn_zoo_pkl, shared_dir, tmp_path, capsys):
+    photo = shared_dir / "data" / "images" / "coins.png"
+    out = tmp_path / "out"
+    args = ["predict", str(photo), "--config", CONFIG, "--weights", str(mask_rcnn_zoo_pkl)]
+    code = main([*args, "--out", str(out), "--conf", "0.05", "--device", "cpu", *FAST])
+    assert code == 0
+    drawn = np.asarray(Image.open(out / "coins.png"))
+    original = np.asarray(Image.open(photo).convert("RGB"))
+    assert drawn.shape == original.shape and not np.array_equal(drawn, original)
+    results = json.loads((out / "results.json").read_text())
+    assert results, "fixture weights give detections at score 0.05"
+    # category ids are COCO's own (1..90 with gaps), mapped back from the contiguous classes
+    coco_ids = set(MetadataCatalog.get("coco_2017_val").thing_dataset_id_to_contiguous_id)
+    assert all(r["category_id"] in coco_ids for r in results)
+    assert {r["category_id"] for r in results} - set(range(80)), "ids were not mapped back"
+    for r in results[:5]:
+        assert r["file_name"] == "coins.png" and r["image_id"] == 1 and r["score"] >= 0.05
+        mask = mask_util.decode(r["segmentation"])
+        assert mask.shape == original.shape[:2]
+        x, y, w, h = r["bbox"]
+        assert 0 <= x and 0 <= y and x + w <= original.shape[1] + 1e-3
+    assert "wrote 1 image" in capsys.readouterr().out
+
+
+def test_predict_folder_skips_a_broken_image_and_exits_1(mask_rcnn_zoo_pkl, shared_dir, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(shared_dir / "data" / "images" / "coins.png", folder / "a.png")
+    (folder / "b.jpg").write_bytes(b"not an image at all")
+    out = tmp_path / "out"
+    args = ["predict", str(folder), "--config", CONFIG, "--weights", str(mask_rcnn_zoo_pkl)]
+    assert main([*args, "--out", str(out), "--device", "cpu", *FAST]) == 1
+    assert (out / "a.png").exists() and (out / "results.json").exists()
+
+
+def test_help_and_usage_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--help"])
+    assert e.value.code == 0 and "--weights" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "x.jpg"])  # --config and --out are required
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "x.jpg", "--config", CONFIG, "--out", "o", "--conf", "high"])
+    assert e.value.code == 2
+
+
+def test_failed_runs_exit_1_with_a_message(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "missing.jpg"), "--config", CONFIG, "--out", "o"]) == 1
+    assert "missing.jpg: no such file or folder" in capsys.readouterr().err
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (8, 8)).save(photo)
+    assert main(["predict", str(photo), "--config", "nope.yaml", "--out", str(tmp_path)]) == 1
+    assert "not in the model zoo" in capsys.readouterr().err
+    code = main(["predict", str(photo), "--config", CONFIG, "--out", str(tmp_path), "--opts", "X"])
+    assert code == 1 and "KEY VALUE" in capsys.readouterr().err
