@@ -147,16 +147,21 @@ def load_torch(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            detail = next((ln for ln in str(e).splitlines() if "Unsupported" in ln), _short(e))
+        lines = [ln.strip() for ln in str(e).splitlines()]
+        refused = next((ln for ln in lines if "GLOBAL" in ln), None)  # a class or function
+        if refused is not None:
             raise UnsafePickleError(
                 f"{path}: refused to load: it holds objects other than tensors, numbers, strings "
-                f"and containers, which could run code ({detail.strip()}). If you trust it, "
-                "re-save only its state_dict with torch.save in a separate process."
+                f"and containers, which could run code ({refused}). If you trust it, re-save only "
+                "its state_dict with torch.save in a separate process."
             ) from e
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({_short(e)})") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        if isinstance(e, FileNotFoundError):
+        detail = next((ln for ln in lines if "WeightsUnpickler error" in ln), _short(e))
+        raise CheckpointError(
+            f"{path}: not a readable weights-only PyTorch checkpoint ({detail}); it may be "
+            "truncated or corrupt"
+        ) from e
+    except Exception as e:  # zip, storage and unpickling failures all mean a damaged file
+        if isinstance(e, (FileNotFoundError, PermissionError, MemoryError)):
             raise
         raise CheckpointError(
             f"{path}: truncated or corrupt PyTorch checkpoint ({_short(e)}); "

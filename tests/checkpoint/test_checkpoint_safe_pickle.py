@@ -124,13 +124,19 @@ def test_codecs_encode_only_latin1(tmp_path):
         load_pickle(path)
 
 
-def test_pth_that_runs_code_is_refused_and_never_runs(tmp_path):
+class _Plain:
+    """An ordinary class: loading it would import and instantiate code named by the file."""
+
+
+@pytest.mark.parametrize("payload, named", [(_RunsCommand, "system"), (_Plain, "_Plain")])
+def test_pth_that_runs_code_is_refused_and_never_runs(tmp_path, payload, named):
     marker = tmp_path / "marker"
     path = tmp_path / "evil.pth"
-    torch.save({"model": {"w": torch.zeros(1)}, "extra": _RunsCommand(marker)}, path)
+    value = payload(marker) if payload is _RunsCommand else payload()
+    torch.save({"model": {"w": torch.zeros(1)}, "extra": value}, path)
     with pytest.raises(UnsafePickleError) as err:
         load_torch(path)
-    assert str(path) in str(err.value)
+    assert str(path) in str(err.value) and named in str(err.value)
     with pytest.raises(UnsafePickleError):
         DetectionCheckpointer(torch.nn.Linear(1, 1)).load(str(path))
     assert not marker.exists()
