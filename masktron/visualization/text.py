@@ -75,7 +75,10 @@ def _render_cached(text: str, size_px: int) -> np.ndarray:
         if abs(factor - 1.0) > 0.05:
             img = Image.fromarray((out * 255).astype(np.uint8))
             new_size = (max(1, round(img.width * factor)), max(1, round(img.height * factor)))
-            out = np.asarray(img.resize(new_size, Image.BILINEAR), dtype=np.float32) / 255.0
+            out = (
+                np.asarray(img.resize(new_size, Image.Resampling.BILINEAR), dtype=np.float32)
+                / 255.0
+            )
     out.setflags(write=False)  # shared by the cache
     return out
 

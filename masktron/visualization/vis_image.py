@@ -131,7 +131,7 @@ class VisImage:
         """Replace the canvas with `img` ((H, W, 3) RGB in [0, 255]), resized to the output."""
         pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
         if pil.size != (self.out_width, self.out_height):
-            pil = pil.resize((self.out_width, self.out_height), Image.BILINEAR)
+            pil = pil.resize((self.out_width, self.out_height), Image.Resampling.BILINEAR)
         self._canvas = np.asarray(pil, dtype=np.float32).copy()
 
     def get_image(self) -> np.ndarray:
@@ -314,5 +314,5 @@ def _label_layers(text: str, size_px: float, rotation: float) -> tuple[np.ndarra
 
 def _rotate(coverage: np.ndarray, degrees: float) -> np.ndarray:
     img = Image.fromarray((coverage * 255).astype(np.uint8))
-    rotated = img.rotate(degrees, resample=Image.BILINEAR, expand=True)
+    rotated = img.rotate(degrees, resample=Image.Resampling.BILINEAR, expand=True)
     return np.asarray(rotated, dtype=np.float32) / 255.0
