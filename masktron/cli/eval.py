@@ -1,0 +1,164 @@
+"""Evaluate a results file, or a model on a registered dataset.
+
+  masktron eval --gt instances_val2017.json --results dets.json [--iou-type bbox segm]
+  masktron eval --gt panoptic_val2017.json --results panoptic_pred.json [--gt-folder DIR]
+  masktron eval --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml --weights model.pkl
+
+Results files are COCO results (a JSON list of detections) or COCO panoptic predictions (a JSON
+object with "annotations" and a PNG folder beside it, named like the file without ".json").
+Figures are printed in Detectron2's tables, in percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from typing import Any
+
+from masktron.cli.main import CommandError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    files = parser.add_argument_group("evaluate a results file")
+    files.add_argument("--gt", metavar="JSON", help="COCO instances or panoptic ground truth")
+    files.add_argument("--results", metavar="JSON", help="COCO results or panoptic predictions")
+    files.add_argument(
+        "--iou-type",
+        nargs="+",
+        choices=("bbox", "segm", "panoptic"),
+        help="default: panoptic for panoptic files; else bbox, and segm when results have masks",
+    )
+    files.add_argument("--gt-folder", help="panoptic ground-truth PNGs (default: --gt minus .json)")
+    files.add_argument(
+        "--results-folder", help="panoptic prediction PNGs (default: --results minus .json)"
+    )
+    files.add_argument(
+        "--backend", choices=("faster_coco_eval", "pycocotools"), help="COCO AP implementation"
+    )
+    model = parser.add_argument_group("evaluate a model")
+    model.add_argument("--config", help="config YAML file or model-zoo name")
+    model.add_argument("--weights", help="checkpoint path or URL (default: the config's)")
+    model.add_argument("--dataset", action="append", help="registered dataset (default: TEST)")
+    model.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    model.add_argument("--output-dir", help="write results files (COCO JSON, panoptic PNGs) here")
+    model.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    parser.add_argument("--output", metavar="JSON", help="also write the figures to this file")
+
+
+def _print(results: dict[str, dict[str, Any]]) -> None:
+    from masktron.evaluation.table import (
+        create_small_table,
+        panoptic_table,
+        per_category_table,
+    )
+
+    for task, res in results.items():
+        if task == "panoptic_seg" and "All" in res:  # pq_compute's layout
+            print(f"Panoptic Evaluation Results:\n{panoptic_table(res)}\n")
+            continue
+        main = {k: v for k, v in res.items() if "-" not in k}
+        ap = {k: v for k, v in main.items() if not k.startswith("AR")}
+        ar = {k: v for k, v in main.items() if k.startswith("AR")}
+        print(f"Evaluation results for {task}:\n{create_small_table(ap)}\n")
+        if ar:
+            print(f"{create_small_table(ar)}\n")
+        for prefix in ("AP", "PQ", "IoU"):
+            per_cat = {
+                k[len(prefix) + 1 :]: v for k, v in res.items() if k.startswith(prefix + "-")
+            }
+            if per_cat:
+                print(f"Per-category {task} {prefix}:\n{per_category_table(per_cat, prefix)}\n")
+
+
+def _eval_files(args: argparse.Namespace) -> dict[str, Any]:
+    from masktron.evaluation import CocoGroundTruth, coco_evaluate, pq_compute
+    from masktron.evaluation.coco_checks import read_json
+
+    results = read_json(args.results)
+    panoptic = isinstance(results, dict) and "annotations" in results
+    iou_types = args.iou_type
+    if iou_types is None:
+        if panoptic:
+            iou_types = ["panoptic"]
+        elif isinstance(results, list) and results and all("segmentation" in r for r in results):
+            iou_types = ["bbox", "segm"]
+        else:
+            iou_types = ["bbox"]
+    if "panoptic" in iou_types:
+        if len(iou_types) > 1 or not panoptic:
+            raise CommandError("--iou-type panoptic needs panoptic predictions (a JSON object)")
+        return {
+            "panoptic_seg": pq_compute(
+                args.gt, args.results, args.gt_folder, args.results_folder, progress=False
+            )
+        }
+    if panoptic:
+        raise CommandError(f"{args.results} holds panoptic predictions; use --iou-type panoptic")
+    gt = CocoGroundTruth.load(args.gt)
+    return {iou: coco_evaluate(gt, results, iou, backend=args.backend) for iou in iou_types}
+
+
+def _eval_model(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from masktron.checkpoint import DetectionCheckpointer
+    from masktron.config import get_cfg
+    from masktron.data import build_detection_test_loader
+    from masktron.evaluation import build_evaluator, inference_on_dataset
+    from masktron.modeling import build_model
+
+    cfg = get_cfg()
+    if os.path.isfile(args.config):
+        cfg.merge_from_file(args.config)
+    else:
+        from masktron.model_zoo import get_config_file
+
+        cfg.merge_from_file(get_config_file(args.config))
+    opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
+    cfg.merge_from_list(opts)
+    if args.weights is not None:  # "" builds the model without loading weights
+        cfg.MODEL.WEIGHTS = args.weights
+    cfg.MODEL.DEVICE = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    names = args.dataset or list(cfg.DATASETS.TEST)
+    if not names:
+        raise CommandError("no dataset: pass --dataset NAME or set DATASETS.TEST in the config")
+    results: dict[str, Any] = {}
+    for name in names:
+        output_dir = os.path.join(args.output_dir, name) if args.output_dir else None
+        loader = build_detection_test_loader(cfg, name)
+        evaluator = build_evaluator(name, output_dir)
+        for task, res in inference_on_dataset(model, loader, evaluator).items():
+            results[task if len(names) == 1 else f"{name}/{task}"] = res
+    return results
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    files_mode = args.gt is not None or args.results is not None
+    if files_mode == (args.config is not None):
+        args._parser.error("give either --gt and --results, or --config (with --weights)")
+    if files_mode and (args.gt is None or args.results is None):
+        args._parser.error("--gt and --results go together")
+    if not files_mode:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    results = _eval_files(args) if files_mode else _eval_model(args)
+    _print(results)
+    if args.output:
+        from masktron.checkpoint.atomic import atomic_open
+
+        with atomic_open(args.output, "w") as f:
+            json.dump(_json_safe(results), f, indent=1)
+    return 0
