@@ -93,7 +93,8 @@ def _place_by_hand(url: str, dest: str) -> str:
 
 
 def _fetch(url: str, dest: str, checks: list[tuple[str, str]], progress: bool) -> None:
-    hashes = {algo: hashlib.new(algo) for algo, _ in checks}
+    # md5 here is a file checksum, not security: allowed on FIPS systems too.
+    hashes = {algo: hashlib.new(algo, usedforsecurity=False) for algo, _ in checks}
     request = urllib.request.Request(url, headers={"User-Agent": "masktron"})
     with urlopen(request, timeout=_TIMEOUT_S) as response:
         length = response.headers.get("Content-Length") if response.headers else None
