@@ -77,7 +77,7 @@ def connected_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             break
         parent = new
     roots, comp = np.unique(parent, return_inverse=True)
-    comp = comp.astype(np.int32) + 1
+    comp = comp.reshape(-1).astype(np.int64) + 1  # (n_runs,) component of each run, from 1
     # Paint runs: +label at each start, -label after each end, then a running sum per row.
     paint = np.zeros((h, w + 1), dtype=np.int32)
     paint[start_r, start_c] += comp

@@ -59,6 +59,7 @@ class Painter:
         self.metadata = metadata if metadata is not None else Metadata(name="__unnamed__")
         self.output = VisImage(self.img, scale=scale)
         h, w = self.img.shape[:2]
+        self._hw: tuple[int, int] = (h, w)
         # Detectron2's size rule: grows with the image, never below 10 output points.
         self._default_font_size = max(math.sqrt(h * w) // 90, 10 // scale)
         self._px_per_pt = scale * _PX_PER_PT

@@ -40,7 +40,7 @@ def _bbox(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str) -> tupl
     try:
         return tuple(int(v) for v in font.getbbox(text))
     except AttributeError:  # Pillow 9.1's bitmap font has only getsize
-        w, h = font.getsize(text)  # type: ignore[attr-defined]
+        w, h = font.getsize(text)  # type: ignore[union-attr]
         return (0, 0, int(w), int(h))
 
 

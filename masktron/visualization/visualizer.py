@@ -120,7 +120,7 @@ class Visualizer(Painter):
             keypoints = getattr(predictions.pred_keypoints, "tensor", predictions.pred_keypoints)
         masks = None
         if predictions.has("pred_masks"):
-            masks = as_vis_masks(predictions.pred_masks, *self.img.shape[:2], "pred_masks")
+            masks = as_vis_masks(predictions.pred_masks, *self._hw, "pred_masks")
         alpha = {ColorMode.SEGMENTATION: 0.8, ColorMode.IMAGE_BW: 0.3}.get(self._instance_mode, 0.5)
         if self._instance_mode == ColorMode.IMAGE_BW:
             keep = np.zeros(self.img.shape[:2], dtype=bool)
@@ -152,7 +152,7 @@ class Visualizer(Painter):
             keypoints: (N, K, 3) x, y, score.
             assigned_colors: N colours (default: palette colours in turn).
         """
-        vmasks = None if masks is None else as_vis_masks(masks, *self.img.shape[:2], "masks")
+        vmasks = None if masks is None else as_vis_masks(masks, *self._hw, "masks")
         colors = None if assigned_colors is None else [to_rgb(c) for c in assigned_colors]
         self._overlay(boxes, labels, vmasks, keypoints, colors, alpha)
         return self.output
@@ -192,7 +192,7 @@ class Visualizer(Painter):
             if box_arr is not None:
                 self._stroke_box(box_arr[i], colors[i], 0.5)
         for i in order if labels is not None else []:
-            self._instance_label(labels[i], colors[i], box_arr, masks, i)
+            self._instance_label(labels[i], colors[i], box_arr, masks, i)  # type: ignore[index]
         for kps in keypoints if keypoints is not None else []:
             self.draw_and_connect_keypoints(kps)
 
@@ -341,7 +341,7 @@ class Visualizer(Painter):
         arr = _numpy(masks)
         if arr.ndim == 2:
             arr = arr[None]  # (H, W) -> (1, H, W)
-        vmasks = as_vis_masks(arr, *self.img.shape[:2], "draw_sam_masks: masks")
+        vmasks = as_vis_masks(arr, *self._hw, "draw_sam_masks: masks")
         areas = np.array([m.area() for m in vmasks])
         for i in np.argsort(-areas, kind="stable"):
             self._fill_mask(vmasks[i], id_color(int(i)), alpha)
