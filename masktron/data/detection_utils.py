@@ -195,7 +195,9 @@ def _bit_masks(segms: list[Any], image_size: tuple[int, int]) -> BitMasks:
             )
     for m in masks:
         _check_mask_size(m, image_size)
-    stacked = np.stack([np.ascontiguousarray(m).astype(bool) for m in masks])  # (N, H, W)
+    stacked = np.stack(masks)  # (N, H, W)
+    if stacked.dtype != np.bool_:
+        stacked = stacked != 0
     return BitMasks(torch.from_numpy(stacked))
 
 
@@ -214,9 +216,10 @@ def filter_empty_instances(
         keep &= instances.gt_boxes.nonempty(threshold=box_threshold)
     if by_mask and instances.has("gt_masks"):
         keep &= instances.gt_masks.nonempty()
+    kept = instances if bool(keep.all()) else instances[keep]  # no copy when nothing goes
     if return_mask:
-        return instances[keep], keep
-    return instances[keep]
+        return kept, keep
+    return kept
 
 
 def check_metadata_consistency(key: str, dataset_names: Sequence[str]) -> None:

@@ -78,6 +78,17 @@ def test_resize_transform_float_uses_torch_interpolate():
     assert out.dtype == np.float32
 
 
+@pytest.mark.parametrize(
+    ("h", "w", "new_h", "new_w"), [(37, 53, 20, 29), (5, 7, 13, 3), (64, 64, 64, 80)]
+)
+def test_resize_nearest_matches_pil_for_stacked_masks(h, w, new_h, new_w):
+    masks = np.random.default_rng(2).integers(0, 2, (h, w, 6), dtype=np.uint8)
+    out = T.ResizeTransform(h, w, new_h, new_w).apply_segmentation(masks)
+    for c in range(6):
+        reference = Image.fromarray(masks[:, :, c]).resize((new_w, new_h), Image.Resampling.NEAREST)
+        np.testing.assert_array_equal(out[:, :, c], np.asarray(reference))
+
+
 def test_resize_transform_segmentation_nearest_and_coords():
     seg = np.arange(16, dtype=np.uint8).reshape(4, 4)
     tfm = T.ResizeTransform(4, 4, 8, 8)

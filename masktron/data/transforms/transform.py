@@ -11,6 +11,7 @@ Random choices live in `Augmentation`s (see `augmentation.py`), which return `Tr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -36,6 +37,15 @@ _PIL_TO_TORCH_MODE = {
     Image.Resampling.BILINEAR: "bilinear",
     Image.Resampling.BICUBIC: "bicubic",
 }
+
+
+@functools.lru_cache(maxsize=64)
+def _pil_nearest_indices(old: int, new: int) -> np.ndarray:
+    """Source index of each of `new` output pixels when PIL resizes `old` -> `new` (NEAREST)."""
+    index = np.arange(old, dtype=np.int32)[None, :]  # a 1 x old image of its own indices
+    out = np.array(Image.fromarray(index).resize((new, 1), Image.Resampling.NEAREST))[0]
+    out.setflags(write=False)  # shared by the cache
+    return out
 
 
 class Transform:
@@ -248,6 +258,12 @@ class ResizeTransform(Transform):
         return self._resize_torch(img, interp)
 
     def _resize_pil(self, img: np.ndarray, interp: int) -> np.ndarray:
+        if interp == Image.Resampling.NEAREST:
+            # Gather with PIL's own nearest-neighbour index maps: the same result as resizing
+            # each channel with PIL, in one step for any number of channels (stacked masks).
+            rows = _pil_nearest_indices(self.h, self.new_h)
+            cols = _pil_nearest_indices(self.w, self.new_w)
+            return img[rows][:, cols]
         is_bool = img.dtype == np.bool_
         if is_bool:
             img = img.astype(np.uint8)
