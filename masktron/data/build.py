@@ -97,7 +97,9 @@ def get_detection_dataset_dicts(
     if isinstance(names, str):
         names = [names]
     if not names:
-        raise ValueError("get_detection_dataset_dicts: no dataset names given")
+        raise ValueError(
+            "get_detection_dataset_dicts: no dataset names given (is DATASETS.TRAIN/TEST empty?)"
+        )
     if proposal_files:
         raise NotImplementedError("precomputed proposal files are not supported")
     if min_keypoints > 0:

@@ -53,6 +53,12 @@ def _cfg(name: str, **solver):
     return cfg
 
 
+def _no_train(name: str):
+    cfg = _cfg(name)
+    cfg.DATASETS.TRAIN = []
+    return cfg
+
+
 def _fingerprint(d: dict) -> tuple:
     """What identifies a mapped sample: image id, pixels, boxes (which show a flip)."""
     return (d["image_id"], int(d["image"].sum()), float(d["instances"].gt_boxes.tensor.sum()))
@@ -89,6 +95,8 @@ def test_get_detection_dataset_dicts_filters_like_detectron2(coco_train):
     assert len(get_detection_dataset_dicts([name], filter_empty=False)) == len(raw["images"])
     with pytest.raises(KeyError, match="did you mean"):
         get_detection_dataset_dicts(name + "x")
+    with pytest.raises(ValueError, match="DATASETS.TRAIN"):
+        build_detection_train_loader(_no_train(name))
 
 
 def test_empty_dataset_is_an_error(fresh_name):

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from masktron.data.detection_utils import ImageReadError, get_image_size, read_image
+from masktron.data.detection_utils import (
+    ImageReadError,
+    convert_image_to_rgb,
+    get_image_size,
+    read_image,
+)
 
 
 @pytest.fixture
@@ -103,3 +108,10 @@ def test_real_dsb2018_rgba_and_coco_jpeg(shared_data):
     out = read_image(jpg, "BGR")
     assert out.dtype == np.uint8 and out.shape[2] == 3
     assert get_image_size(jpg) == out.shape[:2]
+
+
+def test_convert_image_to_rgb(rgb):
+    np.testing.assert_array_equal(convert_image_to_rgb(rgb[:, :, ::-1], "BGR"), rgb)
+    np.testing.assert_array_equal(convert_image_to_rgb(rgb, "RGB"), rgb)
+    grey = convert_image_to_rgb(rgb[:, :, :1], "L")
+    assert grey.shape == (12, 20, 3) and (grey == rgb[:, :, :1]).all()
