@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from masktron.evaluation.rle import check_compressed_rles, to_compressed_rle
 
 _SHOW = 8  # how many offending ids an error message lists
@@ -45,6 +47,23 @@ def _check_box(box: Any, where: str) -> list[float]:
     if box[2] < 0 or box[3] < 0:
         raise ValueError(f"{where}: 'bbox' [x, y, w, h] has a negative size: {box!r}")
     return [float(v) for v in box]
+
+
+def _check_boxes(results: list[dict[str, Any]], source: str) -> None:
+    """All boxes at once (numpy); one by one only to name the first bad one."""
+    boxes = [r["bbox"] for r in results if "bbox" in r]
+    try:
+        array = np.array(boxes, dtype=np.float64).reshape(len(boxes), 4)
+        ok = all(isinstance(b, (list, tuple)) for b in boxes)
+        ok = ok and bool(np.isfinite(array).all() and (array[:, 2:] >= 0).all())
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        for i, r in enumerate(results):
+            if "bbox" in r:
+                _check_box(r["bbox"], f"{source}: result #{i}")
+    for r, box in zip((r for r in results if "bbox" in r), array.tolist() if ok else []):
+        r["bbox"] = box
 
 
 def check_gt_dataset(dataset: Any, source: str) -> None:
@@ -187,7 +206,7 @@ def check_detections(
             bad_cats.append(r["category_id"])
             continue
         if "bbox" in r:
-            out["bbox"] = _check_box(r["bbox"], where)
+            out["bbox"] = r["bbox"]
             with_box += 1
         elif iou_type == "bbox":
             raise ValueError(f"{where}: missing 'bbox' (needed for box AP)")
@@ -212,6 +231,7 @@ def check_detections(
             f"{source}: {len(bad_cats)} results have a category_id not in the ground truth's "
             f"categories: {_ids(bad_cats)}"
         )
+    _check_boxes(clean, source)
     if iou_type == "segm":
         if 0 < with_box < len(clean):
             # pycocotools takes every result's area from its box when the first one has a box

@@ -62,20 +62,16 @@ def decode_counts(strings: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.
     negative = (group[last] & 0x10) != 0
     runs = runs - (negative.astype(np.int64) << (5 * (position[last] + 1)))
     owner = char_owner[last]
-    # Undo the differences: from the fourth run on, a run adds the run two places before it.
+    # Undo the differences: from the fourth run on, a run adds the run two places before it, so
+    # runs 1, 3, 5.. and 2, 4, 6.. of each string are two running sums (run 0 stands alone).
     first_run = np.searchsorted(owner, np.arange(n))  # (N,) index of each string's first run
     index_in_string = np.arange(len(runs)) - first_run[owner]
-    parity_key = owner * 2 + (index_in_string & 1)
-    chained = index_in_string >= 1  # runs 1, 3, 5.. and 2, 4, 6.. form two chains per string
-    order = np.lexsort((index_in_string, parity_key))
-    chain_values = np.where(chained, runs, 0)[order]
-    chain_keys = parity_key[order]
-    totals = np.cumsum(chain_values)
-    key_start = np.concatenate(([True], chain_keys[1:] != chain_keys[:-1]))
-    base = np.maximum.accumulate(np.where(key_start, np.arange(len(order)), 0))
-    offsets = totals - totals[base] + chain_values[base]  # cumulative sum within each chain
     decoded = runs.copy()
-    decoded[order] = np.where(chained[order], offsets, runs[order])
+    for parity in (0, 1):
+        chain = (index_in_string >= 1) & ((index_in_string & 1) == parity)
+        totals = np.cumsum(np.where(chain, runs, 0))
+        before = np.where(first_run > 0, totals[np.maximum(first_run - 1, 0)], 0)  # (N,)
+        decoded[chain] = totals[chain] - before[owner[chain]]
     return decoded, owner, bad
 
 
