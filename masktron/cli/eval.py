@@ -152,8 +152,10 @@ def run(args: argparse.Namespace) -> int:
         args._parser.error("give either --gt and --results, or --config (with --weights)")
     if files_mode and (args.gt is None or args.results is None):
         args._parser.error("--gt and --results go together")
-    if not files_mode:
+    if not files_mode:  # progress and timing on stderr; the tables once, below, on stdout
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+        for name in ("coco_evaluation", "panoptic_evaluation", "sem_seg_evaluation"):
+            logging.getLogger(f"masktron.evaluation.{name}").setLevel(logging.WARNING)
     results = _eval_files(args) if files_mode else _eval_model(args)
     _print(results)
     if args.output:

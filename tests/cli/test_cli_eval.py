@@ -85,3 +85,27 @@ def test_panoptic_files(capsys):
     printed = capsys.readouterr().out
     assert "Panoptic Evaluation Results:" in printed
     assert "|  All   | 100.000 | 100.000 | 100.000 |" in printed
+
+
+@pytest.mark.slow
+def test_model_on_a_registered_dataset(tmp_path, capsys):
+    """--config mode: a randomly initialised Mask R-CNN on the 6 sample images, end to end."""
+    if not COCO_GT.is_file():
+        pytest.skip(f"COCO sample not found at {COCO_GT} (set MASKTRON_SHARED)")
+    from masktron.data import register_coco_instances
+
+    name = f"cli_eval_{tmp_path.name}"
+    register_coco_instances(name, {}, str(COCO_GT), str(COCO_GT.parents[1] / "images" / "val2017"))
+    argv = ["eval", "--config", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"]
+    argv += ["--weights", "", "--dataset", name, "--device", "cpu", "--output-dir", str(tmp_path)]
+    argv += ["--output", str(tmp_path / "m.json"), "INPUT.MIN_SIZE_TEST", "160"]
+    assert main(argv + ["INPUT.MAX_SIZE_TEST", "256"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("Evaluation results for bbox:") == 1 and "for segm:" in printed
+    written = json.loads((tmp_path / name / "coco_instances_results.json").read_text())
+    figures = json.loads((tmp_path / "m.json").read_text())
+    no_boxes = [{k: v for k, v in d.items() if k != "bbox"} for d in written]
+    for task, dets in (("bbox", written), ("segm", no_boxes)):
+        expected = coco_evaluate(COCO_GT, dets, task)
+        assert figures[task]["AP"] == pytest.approx(expected["AP"])
+        assert figures[task]["AP-person"] == pytest.approx(expected["AP-person"])
