@@ -39,9 +39,12 @@ class Instances:
             self.set(name, value)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "_fields" or name not in self._fields:
-            raise AttributeError(f"Instances has no field {name!r}; fields: {list(self._fields)}")
-        return self._fields[name]
+        # Reached only for names not in __dict__; while unpickling `_fields` is not there yet,
+        # so look it up without recursing.
+        fields = self.__dict__.get("_fields")
+        if fields is None or name not in fields:
+            raise AttributeError(f"Instances has no field {name!r}; fields: {list(fields or [])}")
+        return fields[name]
 
     def set(self, name: str, value: Any) -> None:
         data_len = len(value)
