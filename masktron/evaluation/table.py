@@ -83,23 +83,6 @@ def panoptic_table(pq_results: Mapping[str, Mapping[str, float]]) -> str:
     return format_table(rows, ["", "PQ", "SQ", "RQ", "#categories"])
 
 
-def results_tables(results: Mapping[str, Mapping[str, float]]) -> str:
-    """All tables of an evaluator's results: the main figures and the per-category ones."""
-    parts = []
-    for task, res in results.items():
-        main = {k: v for k, v in res.items() if "-" not in k}
-        parts.append(f"Evaluation results for {task}:\n{create_small_table(main)}")
-        for prefix in ("AP", "IoU", "ACC", "PQ"):
-            per_cat = {
-                k[len(prefix) + 1 :]: v for k, v in res.items() if k.startswith(prefix + "-")
-            }
-            if per_cat:
-                parts.append(
-                    f"Per-category {task} {prefix}:\n{per_category_table(per_cat, prefix)}"
-                )
-    return "\n\n".join(parts)
-
-
 def print_csv_format(results: Mapping[str, Any]) -> None:
     """Log the main figures of each task as comma-separated lines, ready to paste into a sheet.
 
