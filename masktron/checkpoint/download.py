@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 CACHE_ENV = "MASKTRON_CACHE"
 DEFAULT_CACHE = os.path.join("~", ".cache", "masktron")
 DETECTRON2_PREFIX = "detectron2://"
+# `masktron://X` names a file shipped in the package, under masktron/model_zoo/.
+PACKAGE_PREFIX = "masktron://"
+PACKAGE_ZOO_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_zoo"
+)
 DETECTRON2_BASE_URL = "https://dl.fbaipublicfiles.com/detectron2/"
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60.0
@@ -145,7 +150,8 @@ def get_local_path(
     """A local file for a path or URL, downloading URLs into the cache on first use.
 
     Args:
-        path_or_url: a local path, `file://` URL, http(s) URL or `detectron2://` URL.
+        path_or_url: a local path, `file://` URL, http(s) URL, `detectron2://` URL, or
+            `masktron://` (a file shipped in the package's model_zoo folder).
         sha256: optional full sha256 the file must have (checked on download and on cache hits).
         cache_dir: overrides `$MASKTRON_CACHE` for this call.
         progress: show a tqdm progress bar while downloading.
@@ -158,6 +164,9 @@ def get_local_path(
             where the file can be placed by hand) or failed its integrity check.
     """
     path_or_url = os.fspath(path_or_url)
+    if path_or_url.startswith(PACKAGE_PREFIX):
+        # Weights shipped inside the package (the model zoo's own models).
+        return os.path.join(PACKAGE_ZOO_DIR, path_or_url[len(PACKAGE_PREFIX) :])
     if path_or_url.startswith("file://"):
         return urllib.request.url2pathname(urllib.parse.urlsplit(path_or_url).path)
     url = resolve_url(path_or_url)

@@ -21,6 +21,7 @@ from masktron.config import CfgNode
 from masktron.layers import ShapeSpec, get_norm
 from masktron.models.anchors import DefaultAnchorGenerator
 from masktron.models.box_coder import Box2BoxTransform
+from masktron.models.build_dense import build_panoptic_fpn, build_retinanet
 from masktron.models.matcher import Matcher
 from masktron.models.poolers import ROIPooler
 from masktron.models.rcnn import GeneralizedRCNN
@@ -60,8 +61,9 @@ def build_resnet_backbone(cfg: CfgNode) -> ResNet:
         raise ValueError(f"MODEL.RESNETS.OUT_FEATURES has unknown names {unknown}")
     norm = _norm_factory(r.NORM)
     basic = r.DEPTH in (18, 34)
-    if basic and (r.RES2_OUT_CHANNELS != 64 or r.NUM_GROUPS != 1 or r.RES5_DILATION != 1):
-        raise ValueError("ResNet-18/34 need RES2_OUT_CHANNELS=64, NUM_GROUPS=1, RES5_DILATION=1")
+    # Detectron2 also pins RES2_OUT_CHANNELS to 64 here; other widths make compact models.
+    if basic and (r.NUM_GROUPS != 1 or r.RES5_DILATION != 1):
+        raise ValueError("ResNet-18/34 need NUM_GROUPS=1 and RES5_DILATION=1")
     stem = BasicStem(
         in_channels=len(cfg.MODEL.PIXEL_MEAN), out_channels=r.STEM_OUT_CHANNELS, norm=norm
     )
@@ -312,6 +314,8 @@ def build_rcnn(cfg: CfgNode) -> GeneralizedRCNN:
 
 META_ARCHITECTURES: dict[str, Callable[[CfgNode], nn.Module]] = {
     "GeneralizedRCNN": build_rcnn,
+    "RetinaNet": build_retinanet,
+    "PanopticFPN": build_panoptic_fpn,
 }
 
 
