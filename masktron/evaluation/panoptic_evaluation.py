@@ -138,7 +138,8 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         gathered = gather_to_main(state) if self._distributed else [state]
         if not gathered:
             return {}
-        stat, count, predictions = PQStat(), 0, []
+        stat, count = PQStat(), 0
+        predictions: list[dict[str, Any]] = []
         for rank_stat, rank_count, rank_predictions in gathered:
             stat += rank_stat
             count += rank_count
@@ -165,6 +166,7 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         return {"panoptic_seg": res}
 
     def _write(self, predictions: list[dict[str, Any]]) -> None:
+        assert self._output_dir is not None
         folder = os.path.join(self._output_dir, "predictions")
         os.makedirs(folder, exist_ok=True)
         annotations = []

@@ -13,7 +13,7 @@ places before it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -76,7 +76,7 @@ def decode_counts(strings: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def check_compressed_rles(
-    rles: Sequence[dict[str, Any]], sizes: Sequence[tuple[int, int]]
+    rles: Sequence[Mapping[str, Any]], sizes: Sequence[tuple[int, int]]
 ) -> np.ndarray:
     """Which compressed RLEs are malformed or do not cover their image exactly.
 

@@ -171,7 +171,7 @@ class SemSegEvaluator(DatasetEvaluator):
         gathered = gather_to_main(state) if self._distributed else [state]
         if not gathered:
             return {}
-        conf = sum(c for c, _ in gathered)
+        conf = np.sum([c for c, _ in gathered], axis=0)  # (C+1, C+1)
         if self._output_dir:
             predictions = [p for _, rank in gathered for p in rank]
             with atomic_open(os.path.join(self._output_dir, "sem_seg_predictions.json"), "w") as f:
