@@ -1,0 +1,295 @@
+"""SAM's image encoder: a plain ViT with windowed and global attention (ViTDet-style) and a neck.
+
+The encoder maps a normalised, padded (B, 3, 1024, 1024) image to a (B, 256, 64, 64) embedding.
+Most blocks attend inside 14x14 windows; a few (`global_attn_indexes`) attend over the whole
+64x64 grid. Attention logits get decomposed relative-position terms (MViTv2,
+https://arxiv.org/abs/2112.01526): one learned table per axis, added as an additive mask to
+`scaled_dot_product_attention`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from masktron.models.sam.common import LayerNorm2d, MLPBlock
+
+# Largest additive attention mask materialised at once for global attention (bytes): the mask
+# of one head of a 64x64 grid is 64 MiB, so heads are processed in groups below this size.
+_MAX_MASK_BYTES = 256 * 2**20
+
+
+def relative_position_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """Per-axis relative-position embeddings for every (query, key) pair.
+
+    Args:
+        q_size: number of query positions along the axis.
+        k_size: number of key positions along the axis.
+        rel_pos: (L, C) learned table; resized linearly when L != 2 * max(q_size, k_size) - 1.
+
+    Returns:
+        (q_size, k_size, C) float tensor: entry [i, j] embeds the offset between query i and key j.
+    """
+    length = 2 * max(q_size, k_size) - 1
+    if rel_pos.shape[0] != length:
+        # (L, C) -> (1, C, L) -> interpolate -> (1, C, length) -> (length, C)
+        resized = F.interpolate(rel_pos.t().unsqueeze(0), size=length, mode="linear")
+        rel_pos = resized.squeeze(0).t()
+    # When the sizes differ, the shorter axis is stretched onto the longer one.
+    q_scale = max(k_size / q_size, 1.0)
+    k_scale = max(q_size / k_size, 1.0)
+    q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * q_scale
+    k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * k_scale
+    offsets = q_coords - k_coords + (k_size - 1) * k_scale
+    return rel_pos[offsets.long()]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over a (B, H, W, C) grid with decomposed relative positions.
+
+    Args:
+        dim: channels C.
+        num_heads: heads; C must be divisible by it.
+        qkv_bias: whether the fused qkv projection has a bias.
+        use_rel_pos: add the relative-position terms to the attention logits.
+        input_size: (H, W) of the grid the tables are sized for.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        use_rel_pos: bool = False,
+        input_size: tuple[int, int] = (64, 64),
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.use_rel_pos = use_rel_pos
+        if use_rel_pos:
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
+
+    def _rel_pos_mask(self, q: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Additive logits from the relative-position tables.
+
+        Args:
+            q: (N, h*w, D) unscaled queries, N = batch * heads.
+
+        Returns:
+            (N, h*w, h*w) float mask: entry [n, (qy, qx), (ky, kx)] = q.Rh[qy, ky] + q.Rw[qx, kx].
+        """
+        table_h = relative_position_table(h, h, self.rel_pos_h)  # (h, h, D)
+        table_w = relative_position_table(w, w, self.rel_pos_w)  # (w, w, D)
+        q_grid = q.reshape(q.shape[0], h, w, q.shape[-1])  # (N, h*w, D) -> (N, h, w, D)
+        rel_h = torch.einsum("nyxd,ykd->nyxk", q_grid, table_h)  # (N, h, w, h)
+        rel_w = torch.einsum("nyxd,xkd->nyxk", q_grid, table_w)  # (N, h, w, w)
+        mask = rel_h[..., :, None] + rel_w[..., None, :]  # (N, h, w, h, w)
+        return mask.reshape(q.shape[0], h * w, h * w)  # (N, h, w, h, w) -> (N, h*w, h*w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C)."""
+        b, h, w, c = x.shape
+        n = h * w
+        heads = self.num_heads
+        # (B, H, W, 3C) -> (B, H*W, 3, heads, D) -> (3, B, heads, H*W, D) -> (3, B*heads, H*W, D)
+        qkv = self.qkv(x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.reshape(3, b * heads, n, -1).unbind(0)
+        if not self.use_rel_pos:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            # Materialise the additive mask for a group of (image, head) pairs at a time.
+            group = max(1, _MAX_MASK_BYTES // (n * n * q.element_size()))
+            outs = []
+            for s in range(0, b * heads, group):
+                qs = q[s : s + group]
+                mask = self._rel_pos_mask(qs, h, w)
+                outs.append(
+                    F.scaled_dot_product_attention(qs, k[s : s + group], v[s : s + group], mask)
+                )
+            out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        # (B*heads, H*W, D) -> (B, heads, H, W, D) -> (B, H, W, heads, D) -> (B, H, W, C)
+        out = out.view(b, heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, c)
+        return self.proj(out)
+
+
+def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Split a grid into non-overlapping windows, zero-padding the bottom/right edges.
+
+    Args:
+        x: (B, H, W, C).
+        window: window side.
+
+    Returns:
+        (B * nWh * nWw, window, window, C) windows and the padded (Hp, Wp).
+    """
+    b, h, w, c = x.shape
+    pad_h = (window - h % window) % window
+    pad_w = (window - w % window) % window
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = h + pad_h, w + pad_w
+    # (B, Hp, Wp, C) -> (B, nWh, win, nWw, win, C) -> (B, nWh, nWw, win, win, C)
+    #   -> (B*nW, win, win, C)
+    x = x.view(b, hp // window, window, wp // window, window, c)
+    windows = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c)
+    return windows, (hp, wp)
+
+
+def window_unpartition(
+    windows: torch.Tensor, window: int, padded_hw: tuple[int, int], hw: tuple[int, int]
+) -> torch.Tensor:
+    """Inverse of `window_partition`: (B*nW, win, win, C) -> (B, H, W, C), padding removed."""
+    hp, wp = padded_hw
+    h, w = hw
+    b = windows.shape[0] // ((hp // window) * (wp // window))
+    # (B*nW, win, win, C) -> (B, nWh, nWw, win, win, C) -> (B, nWh, win, nWw, win, C)
+    #   -> (B, Hp, Wp, C)
+    x = windows.view(b, hp // window, wp // window, window, window, -1)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
+    if hp > h or wp > w:
+        x = x[:, :h, :w, :].contiguous()
+    return x
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; attention is windowed when `window_size > 0`, else global.
+
+    Args:
+        dim: channels.
+        num_heads: attention heads.
+        mlp_ratio: hidden width of the MLP relative to `dim`.
+        qkv_bias: bias on the qkv projection.
+        use_rel_pos: relative-position terms in attention.
+        window_size: window side, 0 for global attention.
+        input_size: (H, W) of the token grid (sizes the global blocks' position tables).
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        use_rel_pos: bool = False,
+        window_size: int = 0,
+        input_size: tuple[int, int] = (64, 64),
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(
+            dim=dim,
+            num_heads=num_heads,
+            qkv_bias=qkv_bias,
+            use_rel_pos=use_rel_pos,
+            input_size=input_size if window_size == 0 else (window_size, window_size),
+        )
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = MLPBlock(embedding_dim=dim, mlp_dim=int(dim * mlp_ratio), act=nn.GELU)
+        self.window_size = window_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C)."""
+        shortcut = x
+        x = self.norm1(x)
+        if self.window_size > 0:
+            h, w = x.shape[1], x.shape[2]
+            windows, padded = window_partition(x, self.window_size)
+            x = window_unpartition(self.attn(windows), self.window_size, padded, (h, w))
+        else:
+            x = self.attn(x)
+        x = shortcut + x
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches -> tokens: (B, 3, H, W) -> (B, H/p, W/p, C)."""
+
+    def __init__(self, *, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)  # (B, C, h, w) -> (B, h, w, C)
+
+
+class ImageEncoderViT(nn.Module):
+    """ViT image encoder of SAM (ViT-B/L/H), parameter names as in Meta's checkpoints.
+
+    Args:
+        img_size: side of the square, padded input (1024 for SAM).
+        patch_size: patch side (16).
+        in_chans: input channels (3).
+        embed_dim: token width (768 / 1024 / 1280 for B / L / H).
+        depth: number of blocks (12 / 24 / 32).
+        num_heads: attention heads (12 / 16 / 16).
+        mlp_ratio: MLP hidden width relative to `embed_dim`.
+        out_chans: channels of the output embedding (256).
+        qkv_bias: bias on the qkv projections.
+        use_abs_pos: learned absolute position embedding added after patching.
+        use_rel_pos: relative-position terms in attention.
+        window_size: window side of the windowed blocks (14).
+        global_attn_indexes: indexes of the blocks that attend globally.
+    """
+
+    def __init__(
+        self,
+        *,
+        img_size: int = 1024,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        out_chans: int = 256,
+        qkv_bias: bool = True,
+        use_abs_pos: bool = True,
+        use_rel_pos: bool = True,
+        window_size: int = 14,
+        global_attn_indexes: Sequence[int] = (2, 5, 8, 11),
+    ) -> None:
+        super().__init__()
+        self.img_size = img_size
+        grid = img_size // patch_size
+        self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
+        self.pos_embed: nn.Parameter | None = None
+        if use_abs_pos:
+            self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, embed_dim))
+        self.blocks = nn.ModuleList(
+            Block(
+                dim=embed_dim,
+                num_heads=num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                use_rel_pos=use_rel_pos,
+                window_size=0 if i in global_attn_indexes else window_size,
+                input_size=(grid, grid),
+            )
+            for i in range(depth)
+        )
+        self.neck = nn.Sequential(
+            nn.Conv2d(embed_dim, out_chans, kernel_size=1, bias=False),
+            LayerNorm2d(out_chans),
+            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(out_chans),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised, padded images (B, 3, S, S) -> embeddings (B, out_chans, S/p, S/p)."""
+        x = self.patch_embed(x)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.neck(x.permute(0, 3, 1, 2))  # (B, h, w, C) -> (B, C, h, w)
