@@ -233,3 +233,15 @@ def test_focal_prior_matches_the_config():
     cfg.MODEL.RETINANET.PRIOR_PROB = 0.1
     bias = build_model(cfg).head.cls_score.bias
     torch.testing.assert_close(bias, torch.full_like(bias, -math.log(9.0)))
+
+
+def test_no_score_above_the_threshold_gives_empty_detections_of_the_right_types():
+    cfg = tiny_cfg()
+    cfg.MODEL.RETINANET.SCORE_THRESH_TEST = 0.5  # the prior probability is 0.01 everywhere
+    model = build_model(cfg).eval()
+    torch.nn.init.zeros_(model.head.cls_score.weight)
+    with torch.no_grad():
+        (out,) = model([{"image": torch.rand(3, 64, 96) * 255}])
+    inst = out["instances"]
+    assert len(inst) == 0 and inst.image_size == (64, 96)
+    assert inst.pred_boxes.tensor.shape == (0, 4) and inst.pred_classes.dtype == torch.int64
