@@ -8,7 +8,13 @@ from masktron.models.sam.build import (
     build_sam_vit_l,
     sam_model_registry,
 )
-from masktron.models.sam.checkpoint import SamCheckpointError, load_sam_checkpoint
+from masktron.models.sam.checkpoint import (
+    SamCheckpointError,
+    infer_sam_variant,
+    load_sam_checkpoint,
+    load_sam_state_dict,
+    read_state_dict,
+)
 from masktron.models.sam.image_encoder import ImageEncoderViT
 from masktron.models.sam.mask_decoder import MaskDecoder
 from masktron.models.sam.prompt_encoder import PromptEncoder
@@ -29,6 +35,9 @@ __all__ = [
     "build_sam_vit_b",
     "build_sam_vit_h",
     "build_sam_vit_l",
+    "infer_sam_variant",
     "load_sam_checkpoint",
+    "load_sam_state_dict",
+    "read_state_dict",
     "sam_model_registry",
 ]

@@ -76,11 +76,16 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(data)
 
 
-def _variant_hint(state_dict: Mapping[str, torch.Tensor]) -> str:
+def infer_sam_variant(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The variant ("vit_b", "vit_l", "vit_h") of a state dict by its encoder width, or None."""
     weight = state_dict.get(_WIDTH_KEY)
     if weight is None or weight.ndim != 4:
-        return ""
-    name = _VARIANT_BY_WIDTH.get(int(weight.shape[0]))
+        return None
+    return _VARIANT_BY_WIDTH.get(int(weight.shape[0]))
+
+
+def _variant_hint(state_dict: Mapping[str, torch.Tensor]) -> str:
+    name = infer_sam_variant(state_dict)
     return f" (the file looks like a {name} checkpoint)" if name else ""
 
 
@@ -98,8 +103,14 @@ def load_sam_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
         SamCheckpointError: unreadable file, missing or unexpected tensors, or a shape mismatch
             (the message names the file, the tensor and both shapes).
     """
+    load_sam_state_dict(model, read_state_dict(path), path)
+
+
+def load_sam_state_dict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike
+) -> None:
+    """Load a state dict already read from `path` (named in errors) into `model`, strictly."""
     path = os.fspath(path)
-    state_dict = read_state_dict(path)
     expected = model.state_dict()
     hint = _variant_hint(state_dict)
     missing = [k for k in expected if k not in state_dict]
