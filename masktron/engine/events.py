@@ -1,0 +1,320 @@
+"""Training metrics: `EventStorage` (owned by the trainer) and the writers that report it.
+
+The trainer creates one `EventStorage` and hands it to hooks and writers (`trainer.storage`);
+models never see it and there is no global storage. Writers (`CommonMetricPrinter`,
+`JSONWriter`, `TensorboardXWriter`) read the latest values from the storage when the
+`PeriodicWriter` hook asks them to.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from masktron.checkpoint.atomic import atomic_open
+
+__all__ = [
+    "CommonMetricPrinter",
+    "EventStorage",
+    "EventWriter",
+    "HistoryBuffer",
+    "JSONWriter",
+    "TensorboardXWriter",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class HistoryBuffer:
+    """The (value, iteration) pairs of one scalar, with windowed statistics.
+
+    Args:
+        max_length: pairs kept; older ones are dropped (their values still count in
+            `global_avg`).
+    """
+
+    def __init__(self, max_length: int = 1_000_000):
+        self._max_length = max_length
+        self._data: list[tuple[float, float]] = []
+        self._count = 0
+        self._global_avg = 0.0
+
+    def update(self, value: float, iteration: float | None = None) -> None:
+        if iteration is None:
+            iteration = self._count
+        if len(self._data) == self._max_length:
+            self._data.pop(0)
+        self._data.append((float(value), float(iteration)))
+        self._count += 1
+        self._global_avg += (float(value) - self._global_avg) / self._count
+
+    def latest(self) -> float:
+        return self._data[-1][0]
+
+    def median(self, window_size: int) -> float:
+        return float(np.median([v for v, _ in self._data[-window_size:]]))
+
+    def avg(self, window_size: int) -> float:
+        return float(np.mean([v for v, _ in self._data[-window_size:]]))
+
+    def global_avg(self) -> float:
+        return self._global_avg
+
+    def values(self) -> list[tuple[float, float]]:
+        return list(self._data)
+
+
+class EventStorage:
+    """Named scalar histories for one training run, indexed by iteration.
+
+    Args:
+        start_iter: the iteration the run starts at (the trainer keeps `iter` up to date).
+    """
+
+    def __init__(self, start_iter: int = 0):
+        self._history: dict[str, HistoryBuffer] = defaultdict(HistoryBuffer)
+        self._smoothing_hints: dict[str, bool] = {}
+        self._latest_scalars: dict[str, tuple[float, int]] = {}
+        self.iter = start_iter
+
+    def put_scalar(
+        self, name: str, value: float | torch.Tensor, smoothing_hint: bool = True, cur_iter=None
+    ) -> None:
+        """Record `value` for `name` at the current (or the given) iteration.
+
+        Args:
+            smoothing_hint: whether writers should report a windowed median (losses) rather than
+                the last value (learning rate, evaluation results).
+        """
+        cur_iter = self.iter if cur_iter is None else int(cur_iter)
+        value = float(value.item() if isinstance(value, torch.Tensor) else value)
+        self._history[name].update(value, cur_iter)
+        self._latest_scalars[name] = (value, cur_iter)
+        existing = self._smoothing_hints.get(name)
+        if existing is not None and existing != smoothing_hint:
+            raise ValueError(f"scalar {name!r} was put with a different smoothing_hint before")
+        self._smoothing_hints[name] = smoothing_hint
+
+    def put_scalars(self, *, smoothing_hint: bool = True, cur_iter=None, **kwargs: Any) -> None:
+        for name, value in kwargs.items():
+            self.put_scalar(name, value, smoothing_hint=smoothing_hint, cur_iter=cur_iter)
+
+    def history(self, name: str) -> HistoryBuffer:
+        if name not in self._history:
+            raise KeyError(f"no history for {name!r}; recorded: {sorted(self._history)}")
+        return self._history[name]
+
+    def histories(self) -> dict[str, HistoryBuffer]:
+        return dict(self._history)
+
+    def latest(self) -> dict[str, tuple[float, int]]:
+        """name -> (latest value, its iteration)."""
+        return dict(self._latest_scalars)
+
+    def latest_with_smoothing_hint(self, window_size: int = 20) -> dict[str, tuple[float, int]]:
+        """Like `latest`, with smoothed scalars replaced by their median over the window."""
+        result = {}
+        for name, (value, itr) in self._latest_scalars.items():
+            if self._smoothing_hints[name]:
+                value = self._history[name].median(window_size)
+            result[name] = (value, itr)
+        return result
+
+    def smoothing_hints(self) -> dict[str, bool]:
+        return dict(self._smoothing_hints)
+
+    def step(self) -> None:
+        self.iter += 1
+
+
+class EventWriter:
+    """Reports what an `EventStorage` holds."""
+
+    def on_train_start(self, start_iter: int) -> None:
+        """Called before the first iteration (`start_iter` > 0 when a run resumes)."""
+
+    def write(self, storage: EventStorage) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class JSONWriter(EventWriter):
+    """Append one JSON object per iteration with new scalars to `json_file` (JSON lines).
+
+    Each line is `{"iteration": i, "<name>": value, ...}`, smoothed scalars as their window
+    median. When a run resumes at iteration i, the lines of iterations >= i left by the
+    interrupted run are dropped (the file is rewritten atomically), so each iteration appears
+    once.
+    """
+
+    def __init__(self, json_file: str, window_size: int = 20):
+        self._path = json_file
+        self._window_size = window_size
+        self._last_write = -1
+
+    def on_train_start(self, start_iter: int) -> None:
+        if start_iter > 0:
+            self.truncate_after(start_iter - 1)
+
+    def truncate_after(self, iteration: int) -> None:
+        """Drop the lines of iterations after `iteration`."""
+        if not os.path.isfile(self._path):
+            return
+        with open(self._path, encoding="utf-8") as f:
+            lines = f.readlines()
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
+            if isinstance(record, dict) and int(record.get("iteration", -1)) <= iteration:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        if len(kept) != len(lines):
+            with atomic_open(self._path, "w") as f:
+                f.writelines(kept)
+        self._last_write = iteration
+
+    def write(self, storage: EventStorage) -> None:
+        by_iter: dict[int, dict[str, float]] = defaultdict(dict)
+        for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
+            if itr > self._last_write:
+                by_iter[itr][name] = value
+        if not by_iter:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self._path)), exist_ok=True)
+        with open(self._path, "a", encoding="utf-8") as f:
+            for itr in sorted(by_iter):
+                f.write(json.dumps({"iteration": itr, **by_iter[itr]}) + "\n")
+            f.flush()
+        self._last_write = max(by_iter)
+
+
+class TensorboardXWriter(EventWriter):
+    """Scalars to TensorBoard event files in `log_dir` (needs the `tensorboard` package).
+
+    Without it a warning is logged once and `write` does nothing.
+    """
+
+    def __init__(self, log_dir: str, window_size: int = 20, **kwargs: Any):
+        self._window_size = window_size
+        self._last_write = -1
+        self._writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            logger.warning(
+                "tensorboard is not installed: no TensorBoard events are written "
+                "(pip install tensorboard)"
+            )
+            return
+        self._writer = SummaryWriter(log_dir, **kwargs)
+
+    @property
+    def enabled(self) -> bool:
+        return self._writer is not None
+
+    def write(self, storage: EventStorage) -> None:
+        if self._writer is None:
+            return
+        new_last = self._last_write
+        for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
+            if itr > self._last_write:
+                self._writer.add_scalar(name, value, itr)
+                new_last = max(new_last, itr)
+        self._writer.flush()
+        self._last_write = new_last
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+class CommonMetricPrinter(EventWriter):
+    """A tqdm progress bar over the iterations (with ETA) and a log line per write.
+
+    The bar shows the smoothed total loss and the learning rate; the log line (logger
+    "masktron.engine.events", INFO) has Detectron2's fields: eta, iter, losses, time,
+    data_time, lr and, on CUDA, max memory.
+
+    Args:
+        max_iter: the run's last iteration + 1 (for the bar and the ETA).
+        window_size: iterations over which losses are smoothed (median).
+        progress: show the bar (the log line is written either way).
+    """
+
+    def __init__(self, max_iter: int, window_size: int = 20, progress: bool = True):
+        self._max_iter = max_iter
+        self._window_size = window_size
+        self._progress = progress
+        self._bar: tqdm | None = None
+
+    def _eta(self, storage: EventStorage) -> str:
+        try:
+            seconds_per_iter = storage.history("time").median(1000)
+        except KeyError:
+            return ""
+        remaining = seconds_per_iter * (self._max_iter - storage.iter - 1)
+        return str(datetime.timedelta(seconds=int(remaining)))
+
+    def write(self, storage: EventStorage) -> None:
+        itr = storage.iter
+        if itr >= self._max_iter:  # after training, e.g. an evaluation's results
+            return
+        latest = storage.latest()
+        losses = {
+            k: storage.history(k).median(self._window_size)
+            for k in latest
+            if "loss" in k and not k.startswith("val_") and storage.smoothing_hints()[k]
+        }
+        lr = latest["lr"][0] if "lr" in latest else None
+        self._update_bar(itr, losses, lr)
+        fields = [f"eta: {self._eta(storage)}", f"iter: {itr}"]
+        fields += [f"{k}: {v:.4g}" for k, v in losses.items()]
+        for key in ("time", "data_time"):
+            if key in latest:
+                fields.append(f"{key}: {storage.history(key).avg(self._window_size):.4f}")
+        if lr is not None:
+            fields.append(f"lr: {lr:.5g}")
+        if torch.cuda.is_available():
+            fields.append(f"max_mem: {torch.cuda.max_memory_allocated() / 1024**2:.0f}M")
+        logger.info("  ".join(fields))
+
+    def on_train_start(self, start_iter: int) -> None:
+        if self._progress and self._bar is None:
+            self._bar = tqdm(
+                total=self._max_iter,
+                initial=start_iter,
+                desc="train",
+                unit="it",
+                dynamic_ncols=True,
+            )
+
+    def _update_bar(self, itr: int, losses: dict[str, float], lr: float | None) -> None:
+        if not self._progress:
+            return
+        if self._bar is None:
+            self.on_train_start(itr)
+        assert self._bar is not None
+        self._bar.update(itr + 1 - self._bar.n)
+        postfix = {}
+        if "total_loss" in losses:
+            postfix["loss"] = f"{losses['total_loss']:.4g}"
+        if lr is not None:
+            postfix["lr"] = f"{lr:.3g}"
+        self._bar.set_postfix(postfix, refresh=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

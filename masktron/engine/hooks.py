@@ -1,0 +1,327 @@
+"""Hooks that `DefaultTrainer` registers, in this order, and that users may reuse.
+
+`IterationTimer`, `LRScheduler`, `PeriodicCheckpointer`, `ValidationLoss`, `EvalHook`,
+`BestCheckpointer`, `EarlyStopping`, `PeriodicWriter`. Detectron2's names and semantics, plus
+masktron's validation loss and early stopping. Hooks read and write metrics through
+`self.trainer.storage`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from masktron.checkpoint import Checkpointer
+from masktron.checkpoint import PeriodicCheckpointer as _PeriodicCheckpointer
+from masktron.engine import comm
+from masktron.engine.events import EventWriter
+from masktron.engine.metric_hooks import BestCheckpointer, EarlyStopping, is_eval_iteration
+from masktron.engine.rng import preserve_rng_state
+from masktron.engine.train_loop import HookBase
+
+__all__ = [
+    "BestCheckpointer",
+    "CallbackHook",
+    "EarlyStopping",
+    "EvalHook",
+    "HookBase",
+    "IterationTimer",
+    "LRScheduler",
+    "PeriodicCheckpointer",
+    "PeriodicWriter",
+    "ValidationLoss",
+    "flatten_results_dict",
+    "is_eval_iteration",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def flatten_results_dict(results: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """`{"bbox": {"AP": 40.2}}` -> `{"bbox/AP": 40.2}` (numbers only; others are dropped)."""
+    flat: dict[str, float] = {}
+    for key, value in results.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_results_dict(value, name + "/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+class CallbackHook(HookBase):
+    """A hook from functions that take the trainer."""
+
+    def __init__(
+        self,
+        *,
+        before_train: Callable | None = None,
+        after_train: Callable | None = None,
+        before_step: Callable | None = None,
+        after_step: Callable | None = None,
+    ):
+        self._before_train, self._after_train = before_train, after_train
+        self._before_step, self._after_step = before_step, after_step
+
+    def before_train(self) -> None:
+        if self._before_train:
+            self._before_train(self.trainer)
+
+    def after_train(self) -> None:
+        if self._after_train:
+            self._after_train(self.trainer)
+
+    def before_step(self) -> None:
+        if self._before_step:
+            self._before_step(self.trainer)
+
+    def after_step(self) -> None:
+        if self._after_step:
+            self._after_step(self.trainer)
+
+
+class IterationTimer(HookBase):
+    """Put the time of each iteration ("time", seconds, hooks included) into the storage and
+    log the total at the end. The first `warmup_iter` iterations are not counted."""
+
+    def __init__(self, warmup_iter: int = 3):
+        self._warmup_iter = warmup_iter
+        self._step_start = 0.0
+        self._start = 0.0
+        self._counted_time = 0.0
+        self._counted = 0
+
+    def before_train(self) -> None:
+        self._start = time.perf_counter()
+
+    def before_step(self) -> None:
+        self._step_start = time.perf_counter()
+
+    def after_step(self) -> None:
+        seconds = time.perf_counter() - self._step_start
+        done = self.trainer.iter - self.trainer.start_iter + 1
+        if done > self._warmup_iter:
+            self.trainer.storage.put_scalars(time=seconds)
+            self._counted_time += seconds
+            self._counted += 1
+
+    def after_train(self) -> None:
+        total = time.perf_counter() - self._start
+        if self._counted:
+            logger.info(
+                "Overall training speed: %d iterations in %s (%.4f s / it)",
+                self._counted,
+                datetime.timedelta(seconds=int(self._counted_time)),
+                self._counted_time / self._counted,
+            )
+        logger.info("Total training time: %s", datetime.timedelta(seconds=int(total)))
+
+
+class LRScheduler(HookBase):
+    """Record the learning rate ("lr") and step the scheduler after every iteration.
+
+    Args:
+        optimizer, scheduler: default the trainer's `optimizer` and `scheduler`.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None):
+        self._optimizer = optimizer
+        self._scheduler = scheduler
+        self._group = 0
+
+    @property
+    def scheduler(self) -> Any:
+        return self._scheduler if self._scheduler is not None else self.trainer.scheduler
+
+    def before_train(self) -> None:
+        optimizer = self._optimizer if self._optimizer is not None else self.trainer.optimizer
+        self._optimizer = optimizer
+        # Report the group with the most parameters (biases may have their own factor).
+        sizes = [len(g["params"]) for g in optimizer.param_groups]
+        self._group = max(range(len(sizes)), key=lambda i: sizes[i])
+
+    def after_step(self) -> None:
+        assert self._optimizer is not None
+        lr = self._optimizer.param_groups[self._group]["lr"]
+        self.trainer.storage.put_scalar("lr", lr, smoothing_hint=False)
+        self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.scheduler.load_state_dict(dict(state))
+
+
+class PeriodicCheckpointer(HookBase):
+    """Save `model_{iter:07d}.pth` every `period` iterations and `model_final.pth` at the end.
+
+    Keeps the newest `max_to_keep` periodic files (None: all). A run stopped early (early
+    stopping) also saves `model_final.pth`. Every process must run this hook: the random
+    generator states of all processes are gathered into the checkpoint.
+    """
+
+    def __init__(
+        self,
+        checkpointer: Checkpointer,
+        period: int,
+        max_to_keep: int | None = None,
+        file_prefix: str = "model",
+    ):
+        self.checkpointer = checkpointer
+        self.period = int(period)
+        self.max_to_keep = max_to_keep
+        self.file_prefix = file_prefix
+        self._periodic: _PeriodicCheckpointer | None = None
+
+    def before_train(self) -> None:
+        self._periodic = _PeriodicCheckpointer(
+            self.checkpointer,
+            self.period,
+            max_iter=self.trainer.max_iter,
+            max_to_keep=self.max_to_keep,
+            file_prefix=self.file_prefix,
+        )
+
+    def after_step(self) -> None:
+        assert self._periodic is not None
+        itr = self.trainer.iter
+        if (itr + 1) % self.period == 0 or itr >= self.trainer.max_iter - 1:
+            self.trainer.snapshot_rng_states()
+            self._periodic.step(itr)
+
+    def after_train(self) -> None:
+        if getattr(self.trainer, "stop_requested", False):
+            self.trainer.snapshot_rng_states()
+            self.checkpointer.save(f"{self.file_prefix}_final", iteration=self.trainer.iter)
+
+
+class EvalHook(HookBase):
+    """Run `eval_function()` every `eval_period` iterations and after training.
+
+    Its results (`{task: {metric: value}}`, from the main process) are put into the storage
+    flattened ("segm/AP") on every process. Evaluation does not change the random generators
+    the training draws from.
+    """
+
+    def __init__(self, eval_period: int, eval_function: Callable[[], Any], eval_after_train=True):
+        self._period = int(eval_period)
+        self._func = eval_function
+        self._eval_after_train = eval_after_train
+
+    def _do_eval(self) -> None:
+        with preserve_rng_state():
+            results = self._func()
+        results = comm.broadcast_object(results)
+        if results:
+            if not isinstance(results, Mapping):
+                raise TypeError(f"eval_function should return a dict, got {results!r}")
+            flat = flatten_results_dict(results)
+            self.trainer.storage.put_scalars(**flat, smoothing_hint=False)
+        comm.synchronize()
+
+    def after_step(self) -> None:
+        if is_eval_iteration(self.trainer, self._period):
+            self._do_eval()
+
+    def after_train(self) -> None:
+        if self._eval_after_train and is_eval_iteration(self.trainer, self._period, True):
+            self._do_eval()
+
+
+class ValidationLoss(HookBase):
+    """Put the model's mean losses on a validation set into the storage: "val_loss" (their
+    sum) and "val_<name>" for each loss, every `eval_period` iterations and after training.
+
+    The model runs in training mode (it returns losses only then) under `torch.no_grad()`,
+    with batch-norm statistics left untouched and the random generators restored afterwards.
+
+    Args:
+        eval_period: iterations between measurements.
+        model: the model (unwrapped from DistributedDataParallel).
+        data_loader: yields batches with ground truth (this process's share of the set).
+    """
+
+    def __init__(self, eval_period: int, model: nn.Module, data_loader: Iterable):
+        self._period = int(eval_period)
+        self._model = model
+        self._loader = data_loader
+
+    def _measure(self) -> dict[str, float]:
+        totals: dict[str, float] = defaultdict(float)
+        count = 0
+        norms = [m for m in self._model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+        modes = [m.training for m in norms]
+        try:
+            for m in norms:
+                m.eval()
+            with preserve_rng_state(), torch.no_grad():
+                for batch in self._loader:
+                    for name, value in self._model(batch).items():
+                        totals[name] += float(value) * len(batch)
+                    count += len(batch)
+        finally:
+            for m, mode in zip(norms, modes):
+                m.train(mode)
+        gathered = comm.all_gather((dict(totals), count))
+        count = sum(c for _, c in gathered)
+        if count == 0:
+            raise ValueError("ValidationLoss: the validation loader yielded no images")
+        names = sorted({k for t, _ in gathered for k in t})
+        return {k: sum(t.get(k, 0.0) for t, _ in gathered) / count for k in names}
+
+    def _do(self) -> None:
+        means = self._measure()
+        total = sum(means.values())
+        scalars = {"val_loss": total, **{f"val_{k}": v for k, v in means.items()}}
+        self.trainer.storage.put_scalars(**scalars, smoothing_hint=False)
+        logger.info("Validation loss at iteration %d: %.4f", self.trainer.iter, total)
+
+    def after_step(self) -> None:
+        if is_eval_iteration(self.trainer, self._period):
+            self._do()
+
+    def after_train(self) -> None:
+        if is_eval_iteration(self.trainer, self._period, True):
+            self._do()
+
+
+class PeriodicWriter(HookBase):
+    """Call `writer.write(storage)` every `period` iterations, at the last one and at the end.
+
+    Args:
+        writers: e.g. `CommonMetricPrinter`, `JSONWriter`, `TensorboardXWriter`.
+        period: iterations between writes.
+    """
+
+    def __init__(self, writers: Sequence[EventWriter], period: int = 20):
+        for w in writers:
+            if not isinstance(w, EventWriter):
+                raise TypeError(f"writers must be EventWriter instances, got {type(w).__name__}")
+        self._writers = list(writers)
+        self._period = int(period)
+
+    def before_train(self) -> None:
+        for writer in self._writers:
+            writer.on_train_start(self.trainer.start_iter)
+
+    def after_step(self) -> None:
+        itr = self.trainer.iter
+        if (itr + 1) % self._period == 0 or itr == self.trainer.max_iter - 1:
+            self._write()
+
+    def _write(self) -> None:
+        for writer in self._writers:
+            writer.write(self.trainer.storage)
+
+    def after_train(self) -> None:
+        self._write()
+        for writer in self._writers:
+            writer.close()
