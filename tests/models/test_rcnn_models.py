@@ -117,7 +117,8 @@ def test_every_rcnn_zoo_config_builds_with_detectron2_names(name):
     names = set(model.state_dict())
     assert "backbone.bottom_up.stem.conv1.weight" in names or "backbone.stem.conv1.weight" in names
     assert "roi_heads.box_predictor.cls_score.weight" in names
-    assert model.roi_heads.box_predictor.cls_score.weight.shape[0] == 81
+    classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES  # 80 for COCO, 1 for our nuclei model
+    assert model.roi_heads.box_predictor.cls_score.weight.shape[0] == classes + 1
     if "_C4_" in name:
         assert "roi_heads.res5.2.conv3.weight" in names
     if cfg.MODEL.MASK_ON:
