@@ -15,6 +15,7 @@ next iteration's batch and the generators where they were.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import os
@@ -56,12 +57,17 @@ def create_ddp_model(model: nn.Module, **kwargs: Any) -> nn.Module:
     """Wrap `model` in `DistributedDataParallel` when there are several processes.
 
     Args:
-        **kwargs: for `DistributedDataParallel`, e.g. `broadcast_buffers=False`.
+        **kwargs: for `DistributedDataParallel`. `broadcast_buffers=False` (Detectron2's
+            choice: buffers such as batch-norm statistics are synced when wrapping, not at every
+            forward) becomes `forward_sync_buffers=False` on PyTorch versions that renamed it.
     """
     if comm.get_world_size() == 1:
         return model
     if "device_ids" not in kwargs and next(model.parameters()).is_cuda:
         kwargs["device_ids"] = [comm.get_local_rank()]
+    names = inspect.signature(DistributedDataParallel.__init__).parameters
+    if "broadcast_buffers" in kwargs and "forward_sync_buffers" in names:
+        kwargs["forward_sync_buffers"] = kwargs.pop("broadcast_buffers")
     return DistributedDataParallel(model, **kwargs)
 
 
@@ -232,23 +238,28 @@ class DefaultTrainer(TrainerBase):
         return default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
 
     def build_hooks(self) -> list[hooks.HookBase]:
-        """IterationTimer, LRScheduler, PeriodicCheckpointer, ValidationLoss (with
-        `DATASETS.VAL`), EvalHook (with `DATASETS.TEST`), BestCheckpointer (with
-        `TEST.BEST_METRIC`), EarlyStopping (with `TEST.EARLY_STOP.ENABLED`) and, on the main
-        process, PeriodicWriter."""
+        """IterationTimer, LRScheduler, PreciseBN (with `TEST.PRECISE_BN.ENABLED`),
+        PeriodicCheckpointer, ValidationLoss (with `DATASETS.VAL`), EvalHook (with
+        `DATASETS.TEST`), BestCheckpointer (with `TEST.BEST_METRIC`), EarlyStopping (with
+        `TEST.EARLY_STOP.ENABLED`) and, on the main process, PeriodicWriter."""
         cfg = self.cfg
         period = cfg.TEST.EVAL_PERIOD
-        if cfg.TEST.PRECISE_BN.ENABLED:
-            raise ValueError("TEST.PRECISE_BN is not supported by masktron's trainer")
         ret: list[hooks.HookBase] = [
             hooks.IterationTimer(),
             hooks.LRScheduler(self.optimizer, self.scheduler),
+        ]
+        if cfg.TEST.PRECISE_BN.ENABLED:
+            # A loader of its own, so the training batches stay those of an undisturbed run.
+            loader = self.build_train_loader(cfg)
+            num_iter = cfg.TEST.PRECISE_BN.NUM_ITER
+            ret.append(hooks.PreciseBN(period, _unwrap(self.model), loader, num_iter))
+        ret.append(
             hooks.PeriodicCheckpointer(
                 self.checkpointer,
                 cfg.SOLVER.CHECKPOINT_PERIOD,
                 max_to_keep=cfg.SOLVER.MAX_TO_KEEP or None,
-            ),
-        ]
+            )
+        )
         if cfg.DATASETS.VAL:
             val_loader = self.build_val_loader(cfg)
             ret.append(hooks.ValidationLoss(period, _unwrap(self.model), val_loader))

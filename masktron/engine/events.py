@@ -279,7 +279,8 @@ class CommonMetricPrinter(EventWriter):
         }
         lr = latest["lr"][0] if "lr" in latest else None
         self._update_bar(itr, losses, lr)
-        fields = [f"eta: {self._eta(storage)}", f"iter: {itr}"]
+        eta = self._eta(storage)
+        fields = ([f"eta: {eta}"] if eta else []) + [f"iter: {itr}"]
         fields += [f"{k}: {v:.4g}" for k, v in losses.items()]
         for key in ("time", "data_time"):
             if key in latest:

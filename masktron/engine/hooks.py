@@ -1,9 +1,9 @@
 """Hooks that `DefaultTrainer` registers, in this order, and that users may reuse.
 
-`IterationTimer`, `LRScheduler`, `PeriodicCheckpointer`, `ValidationLoss`, `EvalHook`,
-`BestCheckpointer`, `EarlyStopping`, `PeriodicWriter`. Detectron2's names and semantics, plus
-masktron's validation loss and early stopping. Hooks read and write metrics through
-`self.trainer.storage`.
+`IterationTimer`, `LRScheduler`, `PreciseBN`, `PeriodicCheckpointer`, `ValidationLoss`,
+`EvalHook`, `BestCheckpointer`, `EarlyStopping`, `PeriodicWriter`. Detectron2's names and
+semantics, plus masktron's validation loss and early stopping. Hooks read and write metrics
+through `self.trainer.storage`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "LRScheduler",
     "PeriodicCheckpointer",
     "PeriodicWriter",
+    "PreciseBN",
     "ValidationLoss",
     "flatten_results_dict",
     "is_eval_iteration",
@@ -291,6 +292,65 @@ class ValidationLoss(HookBase):
     def after_train(self) -> None:
         if is_eval_iteration(self.trainer, self._period, True):
             self._do()
+
+
+class PreciseBN(HookBase):
+    """Recompute batch-norm running statistics as plain averages over `num_iter` training
+    batches, every `period` iterations and at the last one (Detectron2's PreciseBN).
+
+    With momentum 1 each forward sets the statistics to the batch's; their mean over the
+    batches replaces the exponential average that training keeps. The random generators are
+    left as they were. Disabled (with a log line) when the model has no trainable batch norm.
+
+    Args:
+        period: iterations between updates (<= 0: only at the last iteration).
+        model: the model (unwrapped from DistributedDataParallel), in training mode.
+        data_loader: an iterable of training batches (its own iterator, kept between updates).
+        num_iter: batches per update.
+    """
+
+    def __init__(self, period: int, model: nn.Module, data_loader: Iterable, num_iter: int):
+        self._period = int(period)
+        self._model = model
+        self._loader = data_loader
+        self._num_iter = int(num_iter)
+        self._data_iter: Any = None
+        self._bn = [
+            m
+            for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+        ]
+        if not self._bn:
+            logger.info("PreciseBN is disabled: the model has no batch norm in training mode")
+
+    def after_step(self) -> None:
+        next_iter = self.trainer.iter + 1
+        last = next_iter == self.trainer.max_iter
+        if self._bn and (last or (self._period > 0 and next_iter % self._period == 0)):
+            self.update_stats()
+
+    def update_stats(self) -> None:
+        if self._data_iter is None:
+            self._data_iter = iter(self._loader)
+        momenta = [bn.momentum for bn in self._bn]
+        means = [torch.zeros_like(bn.running_mean) for bn in self._bn]
+        variances = [torch.zeros_like(bn.running_var) for bn in self._bn]
+        logger.info("Running PreciseBN over %d batches", self._num_iter)
+        try:
+            for bn in self._bn:
+                bn.momentum = 1.0
+            with preserve_rng_state(), torch.no_grad():
+                for k in range(self._num_iter):
+                    self._model(next(self._data_iter))
+                    for bn, mean, var in zip(self._bn, means, variances):
+                        mean += (bn.running_mean - mean) / (k + 1)
+                        var += (bn.running_var - var) / (k + 1)
+        finally:
+            for bn, momentum in zip(self._bn, momenta):
+                bn.momentum = momentum
+        for bn, mean, var in zip(self._bn, means, variances):
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
 
 
 class PeriodicWriter(HookBase):

@@ -190,7 +190,8 @@ def launch(
     """
     if launched_by_torchrun() or dist.is_initialized():
         world = int(os.environ.get("WORLD_SIZE", 1))
-        if world != num_machines * num_gpus_per_machine:
+        requested = num_machines * num_gpus_per_machine
+        if requested > 1 and world != requested:
             logger.warning(
                 "Started by torchrun with WORLD_SIZE=%d; the requested %d x %d processes are "
                 "ignored", world, num_machines, num_gpus_per_machine,

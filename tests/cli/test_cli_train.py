@@ -100,3 +100,20 @@ def test_train_resume_and_eval_only_write_output_dir(tmp_path, restore_logging_a
                  *overrides, *test]) == 0  # fmt: skip
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results) == {"bbox", "segm"} and "AP" in results["segm"]
+
+
+@pytest.mark.slow
+def test_two_processes_from_the_command_line(tmp_path):
+    if not BALLOON.is_dir():
+        pytest.skip(f"shared data not found at {BALLOON}")
+    json_file = small_balloon_set(tmp_path / "data")
+    out = tmp_path / "out"
+    config = tmp_path / "tiny.yaml"
+    config.write_text(tiny_cfg(out).dump())
+    command = [sys.executable, "-m", "masktron", "train", "--config", str(config)]
+    command += ["--num-gpus", "2", "--via-dataset", "b2", str(json_file), str(json_file.parent)]
+    command += ["DATASETS.TRAIN", "('b2',)", "SOLVER.MAX_ITER", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "World size: 2" in (out / "log.txt").read_text()
+    assert (out / "log.txt.rank1").is_file() and (out / "model_final.pth").is_file()

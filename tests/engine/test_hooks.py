@@ -166,3 +166,17 @@ def test_validation_loss_averages_over_images_without_touching_batch_norm():
     assert trainer.storage.latest()["val_loss"] == (3.0, 4)
     assert model.training and model.bn.training
     assert torch.equal(model.bn.running_mean, torch.zeros(1))
+
+
+def test_precise_bn_sets_plain_averages_of_batch_statistics():
+    trainer = toy_trainer()
+    model = BNToy().train()
+    model.bn.momentum = 0.3
+    batches = [[{"x": torch.tensor([v]), "a": torch.tensor(0.0)} for v in values]
+               for values in ((0.0, 2.0), (4.0, 8.0))]  # fmt: skip
+    trainer.register_hooks([hooks.PreciseBN(0, model, batches, num_iter=2)])
+    trainer.train(0, 3)  # updated once, at the last iteration
+    # Batch means 1 and 6; unbiased variances 2 and 8.
+    assert model.bn.running_mean.item() == pytest.approx(3.5)
+    assert model.bn.running_var.item() == pytest.approx(5.0)
+    assert model.bn.momentum == 0.3

@@ -67,3 +67,21 @@ def test_two_gloo_processes_train_to_identical_weights(tmp_path):
         assert torch.equal(rank0["initial"][name], rank1["initial"][name]), name
     assert any(not torch.equal(rank0["initial"][k], v) for k, v in rank0["final"].items())
     assert (out / "model_final.pth").is_file() and (out / "metrics.json").is_file()
+
+
+def _rank_and_size(offset):
+    return comm.get_rank() + offset, comm.get_world_size()
+
+
+def test_under_torchrun_launch_joins_the_group_in_place(monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert launch(_rank_and_size, 4, args=(10,)) == (10, 1)  # --num-gpus 4 is ignored
+    assert not torch.distributed.is_initialized()  # the group is torn down afterwards
