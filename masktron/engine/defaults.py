@@ -310,7 +310,7 @@ class DefaultTrainer(TrainerBase):
             return
         loader = self.data_loader
         batches = getattr(loader, "batch_sampler", None)
-        if isinstance(getattr(batches, "start_batch", None), int):
+        if batches is not None and isinstance(getattr(batches, "start_batch", None), int):
             batches.start_batch = start_iter  # masktron's loaders skip without reading images
             return
         logger.warning(
@@ -320,9 +320,13 @@ class DefaultTrainer(TrainerBase):
         )
         self._trainer.reset_data_loader(_SkipFirst(loader, start_iter))
 
-    def train(self) -> Any:
-        """Train from `start_iter` to `SOLVER.MAX_ITER`; returns the last evaluation results."""
-        super().train(self.start_iter, self.max_iter)
+    def train(self, start_iter: int | None = None, max_iter: int | None = None) -> Any:
+        """Train from `start_iter` (default: 0, or where `resume_or_load` resumes) to
+        `max_iter` (default `SOLVER.MAX_ITER`); returns the last evaluation results."""
+        super().train(
+            self.start_iter if start_iter is None else start_iter,
+            self.max_iter if max_iter is None else max_iter,
+        )
         return self._last_eval_results
 
     def prepare_data(self) -> None:

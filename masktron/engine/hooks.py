@@ -139,10 +139,14 @@ class LRScheduler(HookBase):
 
     @property
     def scheduler(self) -> Any:
-        return self._scheduler if self._scheduler is not None else self.trainer.scheduler
+        if self._scheduler is not None:
+            return self._scheduler
+        return self.trainer.scheduler  # type: ignore[attr-defined]
 
     def before_train(self) -> None:
-        optimizer = self._optimizer if self._optimizer is not None else self.trainer.optimizer
+        optimizer = self._optimizer
+        if optimizer is None:
+            optimizer = self.trainer.optimizer  # type: ignore[attr-defined]
         self._optimizer = optimizer
         # Report the group with the most parameters (biases may have their own factor).
         sizes = [len(g["params"]) for g in optimizer.param_groups]
@@ -318,7 +322,9 @@ class PreciseBN(HookBase):
         self._bn = [
             m
             for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and m.training
+            and m.track_running_stats
         ]
         if not self._bn:
             logger.info("PreciseBN is disabled: the model has no batch norm in training mode")
@@ -333,8 +339,9 @@ class PreciseBN(HookBase):
         if self._data_iter is None:
             self._data_iter = iter(self._loader)
         momenta = [bn.momentum for bn in self._bn]
-        means = [torch.zeros_like(bn.running_mean) for bn in self._bn]
-        variances = [torch.zeros_like(bn.running_var) for bn in self._bn]
+        stats = [(bn.running_mean, bn.running_var) for bn in self._bn]
+        means = [torch.zeros_like(mean) for mean, _ in stats]  # type: ignore[arg-type]
+        variances = [torch.zeros_like(var) for _, var in stats]  # type: ignore[arg-type]
         logger.info("Running PreciseBN over %d batches", self._num_iter)
         try:
             for bn in self._bn:
@@ -342,15 +349,15 @@ class PreciseBN(HookBase):
             with preserve_rng_state(), torch.no_grad():
                 for k in range(self._num_iter):
                     self._model(next(self._data_iter))
-                    for bn, mean, var in zip(self._bn, means, variances):
-                        mean += (bn.running_mean - mean) / (k + 1)
-                        var += (bn.running_var - var) / (k + 1)
+                    for (running_mean, running_var), mean, var in zip(stats, means, variances):
+                        mean += (running_mean - mean) / (k + 1)  # type: ignore[operator]
+                        var += (running_var - var) / (k + 1)  # type: ignore[operator]
         finally:
             for bn, momentum in zip(self._bn, momenta):
                 bn.momentum = momentum
-        for bn, mean, var in zip(self._bn, means, variances):
-            bn.running_mean.copy_(mean)
-            bn.running_var.copy_(var)
+        for (running_mean, running_var), mean, var in zip(stats, means, variances):
+            running_mean.copy_(mean)  # type: ignore[union-attr]
+            running_var.copy_(var)  # type: ignore[union-attr]
 
 
 class PeriodicWriter(HookBase):

@@ -212,7 +212,7 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
         self._max_iter = max_iter
         super().__init__(optimizer, last_epoch=last_iter)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[Any]:
         factor = self._multiplier(self.last_epoch / self._max_iter)
         return [base_lr * factor for base_lr in self.base_lrs]
 
