@@ -234,6 +234,8 @@ class DefaultTrainer(TrainerBase):
             return next(iter(results.values()))
         return results
 
+    auto_scale_workers = staticmethod(auto_scale_workers)
+
     def build_writers(self) -> list[EventWriter]:
         return default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
 

@@ -168,29 +168,34 @@ class LRScheduler(HookBase):
 class PeriodicCheckpointer(HookBase):
     """Save `model_{iter:07d}.pth` every `period` iterations and `model_final.pth` at the end.
 
-    Keeps the newest `max_to_keep` periodic files (None: all). A run stopped early (early
-    stopping) also saves `model_final.pth`. Every process must run this hook: the random
-    generator states of all processes are gathered into the checkpoint.
+    Keeps the newest `max_to_keep` periodic files (None: all). `max_iter` defaults to the
+    trainer's. A run stopped early (early stopping) also saves `model_final.pth`. Every process
+    must run this hook: the random generator states of all processes are gathered into the
+    checkpoint.
     """
 
     def __init__(
         self,
         checkpointer: Checkpointer,
         period: int,
+        max_iter: int | None = None,
         max_to_keep: int | None = None,
         file_prefix: str = "model",
     ):
         self.checkpointer = checkpointer
         self.period = int(period)
+        self.max_iter = max_iter
         self.max_to_keep = max_to_keep
         self.file_prefix = file_prefix
         self._periodic: _PeriodicCheckpointer | None = None
 
     def before_train(self) -> None:
+        if self.max_iter is None:
+            self.max_iter = self.trainer.max_iter
         self._periodic = _PeriodicCheckpointer(
             self.checkpointer,
             self.period,
-            max_iter=self.trainer.max_iter,
+            max_iter=self.max_iter,
             max_to_keep=self.max_to_keep,
             file_prefix=self.file_prefix,
         )
@@ -198,7 +203,8 @@ class PeriodicCheckpointer(HookBase):
     def after_step(self) -> None:
         assert self._periodic is not None
         itr = self.trainer.iter
-        if (itr + 1) % self.period == 0 or itr >= self.trainer.max_iter - 1:
+        assert self.max_iter is not None
+        if (itr + 1) % self.period == 0 or itr >= self.max_iter - 1:
             self.trainer.snapshot_rng_states()
             self._periodic.step(itr)
 

@@ -50,9 +50,11 @@ def test_training_writes_checkpoints_metrics_and_events(balloon2, tmp_path, sing
     assert "optimizer" in state["_trainer"] and len(state["rng"]) == 1
 
 
-def test_resume_after_a_crash_matches_an_uninterrupted_run(balloon2, tmp_path, single_thread):
-    def run(out, crash_at=None, resume=False):
+@pytest.mark.parametrize("seed", [0, -1])
+def test_resume_after_a_crash_matches_an_uninterrupted_run(balloon2, tmp_path, single_thread, seed):
+    def run(out, seed, crash_at=None, resume=False):
         cfg = tiny_cfg(out, (balloon2,), max_iter=6)
+        cfg.SEED = seed
         cfg.SOLVER.CHECKPOINT_PERIOD = 3
         cfg.SOLVER.WARMUP_ITERS = 2  # the schedule must resume too
         torch.manual_seed(123 if resume else 0)  # a resumed process starts from other states
@@ -68,11 +70,14 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(balloon2, tmp_path, s
         trainer.train()
         return trainer
 
-    straight = run(tmp_path / "a")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run(tmp_path / "b", crash_at=4)  # iterations 3 and 4 are lost
+        run(tmp_path / "b", seed, crash_at=4)  # iterations 3 and 4 are lost
     assert (tmp_path / "b" / "last_checkpoint").read_text() == "model_0000002.pth"
-    resumed = run(tmp_path / "b", resume=True)
+    # SEED -1 draws a seed per run; the resumed run must use the one the checkpoint recorded.
+    drawn = load_torch(str(tmp_path / "b" / "model_0000002.pth"))["trainer"]["data_seed"]
+    assert drawn == seed or seed < 0
+    straight = run(tmp_path / "a", drawn)
+    resumed = run(tmp_path / "b", seed, resume=True)
     assert resumed.start_iter == 3
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys()
@@ -105,3 +110,24 @@ def test_validation_loss_evaluation_and_best_checkpoint(balloon2, tmp_path, sing
     assert best["best_metric_name"] == "val_loss"
     assert best["best_metric"] == min(r["val_loss"] for r in evaluated.values())
     assert best["iteration"] in evaluated
+
+
+def test_amp_and_gradient_clipping_from_the_config(balloon2, tmp_path, single_thread):
+    from masktron.engine import AMPTrainer
+
+    cfg = tiny_cfg(tmp_path, (balloon2,), max_iter=2)
+    cfg.SOLVER.AMP.ENABLED = True
+    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"
+    trainer = DefaultTrainer(cfg)
+    assert isinstance(trainer._trainer, AMPTrainer) and trainer._trainer.grad_clipper is not None
+    norms = []
+    trainer.register_hooks(
+        [CallbackHook(after_step=lambda t: norms.append(max(
+            p.grad.norm().item() for p in t.model.parameters() if p.grad is not None
+        )))]
+    )  # fmt: skip
+    trainer.train()
+    assert all(n <= 1.0 + 1e-4 for n in norms)  # every parameter's gradient norm clipped to 1
+    state = load_torch(str(tmp_path / "model_final.pth"))["trainer"]["_trainer"]
+    assert "grad_scaler" in state
