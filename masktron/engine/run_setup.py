@@ -89,11 +89,6 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     return add_training_arguments(parser)
 
 
-def _overrides(opts: list[str] | None) -> list[str]:
-    opts = list(opts or [])
-    return opts[1:] if opts[:1] == ["--"] else opts
-
-
 def default_setup(cfg: Any, args: Any = None) -> None:
     """Prepare a run in every process (call it after the process group is up).
 
