@@ -1,4 +1,4 @@
-"""Train a model from a config (or only evaluate it), on one or many processes.
+r"""Train a model from a config (or only evaluate it), on one or many processes.
 
   masktron train --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml \
       --coco-dataset mine_train ann/train.json images/ DATASETS.TRAIN "('mine_train',)" \
@@ -14,7 +14,8 @@ or start it with torchrun (`torchrun --nnodes 2 --nproc-per-node 8 ... -m masktr
 
 Options go before the KEY VALUE config overrides. OUTPUT_DIR receives config.yaml, log.txt,
 metrics.json (one JSON line per logged iteration), TensorBoard events, model_*.pth checkpoints,
-last_checkpoint, model_best.pth (with TEST.BEST_METRIC) and, with --eval-only,
+last_checkpoint, model_best.pth (with TEST.BEST_METRIC), datasets.json (the dataset options,
+reused by later runs in the same OUTPUT_DIR, e.g. with --resume) and, with --eval-only,
 eval_results.json.
 """
 
@@ -29,6 +30,8 @@ from masktron.cli.main import CommandError
 
 # Datasets registered from command-line options in this process: name -> (format, paths...).
 _REGISTERED: dict[str, tuple[str, ...]] = {}
+# In OUTPUT_DIR: the dataset options of the runs there, [[format, name, paths...], ...].
+DATASETS_FILE = "datasets.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_training_arguments(parser)
 
 
-def _register_datasets(args: argparse.Namespace) -> None:
+def _dataset_specs(args: argparse.Namespace) -> list[list[str]]:
+    """[format, name, absolute paths...] of each dataset option."""
+    specs = [["coco", *s] for s in args.coco_dataset] + [["via", *s] for s in args.via_dataset]
+    specs += [["png", *s] for s in args.png_dataset]
+    return [[kind, name, *map(os.path.abspath, paths)] for kind, name, *paths in specs]
+
+
+def _register_datasets(specs: list[list[str]]) -> None:
     from masktron.data import (
         DatasetCatalog,
         register_coco_instances,
@@ -70,8 +80,6 @@ def _register_datasets(args: argparse.Namespace) -> None:
         register_via_instances,
     )
 
-    specs = [("coco", *s) for s in args.coco_dataset] + [("via", *s) for s in args.via_dataset]
-    specs += [("png", *s) for s in args.png_dataset]
     for kind, name, *paths in specs:
         spec = (kind, *paths)
         if _REGISTERED.get(name) == spec:  # this process registered it already
@@ -85,6 +93,21 @@ def _register_datasets(args: argparse.Namespace) -> None:
         else:
             register_png_mask_instances(name, {}, *paths)
         _REGISTERED[name] = spec
+
+
+def _remembered_datasets(output_dir: str, given: list[list[str]]) -> list[list[str]]:
+    """The dataset options of earlier runs in `output_dir` (its `datasets.json`) that this
+    command does not repeat, so `--resume` and `--eval-only` need not repeat them."""
+    path = os.path.join(output_dir, DATASETS_FILE)
+    if not output_dir or not os.path.isfile(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CommandError(f"{path}: cannot read the remembered datasets: {e}") from None
+    names = {spec[1] for spec in given}
+    return [list(spec) for spec in saved if isinstance(spec, list) and spec[1] not in names]
 
 
 def load_config(args: argparse.Namespace) -> Any:
@@ -141,7 +164,7 @@ def main_worker(args: argparse.Namespace) -> Any:
     from masktron.engine.defaults import DefaultTrainer
     from masktron.engine.run_setup import default_setup
 
-    _register_datasets(args)
+    _register_datasets(args.dataset_specs)
     cfg = load_config(args)
     default_setup(cfg, args)
     cfg.freeze()
@@ -165,9 +188,18 @@ def run(args: argparse.Namespace) -> int:
         args._parser.error("--config is required (a YAML file or a model-zoo name)")
     # Fail here, before any process is started, on a bad config or dataset name.
     worker_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k[0] != "_"})
-    _register_datasets(worker_args)
+    specs = _dataset_specs(worker_args)
+    _register_datasets(specs)
     cfg = load_config(worker_args)
+    remembered = _remembered_datasets(cfg.OUTPUT_DIR, specs)
+    _register_datasets(remembered)
     _check_datasets(cfg, worker_args.eval_only)
+    worker_args.dataset_specs = remembered + specs
+    if specs and cfg.OUTPUT_DIR and worker_args.machine_rank == 0:
+        from masktron.checkpoint.atomic import atomic_open
+
+        with atomic_open(os.path.join(cfg.OUTPUT_DIR, DATASETS_FILE), "w") as f:
+            json.dump(worker_args.dataset_specs, f, indent=1)
 
     from masktron.engine.launch import launch
 

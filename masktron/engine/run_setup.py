@@ -55,7 +55,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         metavar="N",
         help="processes per machine: one per GPU (N CPU processes with gloo without CUDA)",
     )
-    parser.add_argument("--num-machines", type=int, default=1, metavar="M")
+    parser.add_argument(
+        "--num-machines", type=int, default=1, metavar="M", help="number of machines"
+    )
     parser.add_argument(
         "--machine-rank", type=int, default=0, metavar="R", help="this machine's rank in [0, M)"
     )

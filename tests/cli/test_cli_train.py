@@ -89,9 +89,17 @@ def test_train_resume_and_eval_only_write_output_dir(tmp_path, restore_logging_a
     assert "MAX_ITER: 3" in used and "SEED: -1" not in used  # the seed drawn is recorded
     lines = [json.loads(x) for x in (out / "metrics.json").read_text().splitlines()]
     assert lines[-1]["iteration"] == 2 and "total_loss" in lines[-1]
-    # Resuming a finished run trains no more and keeps metrics.json as it was.
+    # Resuming a finished run trains no more and keeps metrics.json as it was. The dataset
+    # options are remembered in OUTPUT_DIR: a new process need not repeat them.
+    assert json.loads((out / "datasets.json").read_text())[0][:2] == ["via", "cli_balloon2"]
+    from masktron.cli import train as train_cli
+    from masktron.data import DatasetCatalog, MetadataCatalog
+
+    DatasetCatalog.remove("cli_balloon2")
+    MetadataCatalog.remove("cli_balloon2")
+    train_cli._REGISTERED.clear()
     metrics = (out / "metrics.json").read_text()
-    assert main(["train", "--config", str(config), "--resume", *data, *overrides]) == 0
+    assert main(["train", "--config", str(config), "--resume", *overrides]) == 0
     assert (out / "metrics.json").read_text() == metrics
     assert "Starting training from iteration 3" in (out / "log.txt").read_text()
     # Evaluation only: COCO AP of the last checkpoint on the test set.
