@@ -31,18 +31,28 @@ def fixture_weights_module(shared_dir: Path) -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def mask_rcnn_zoo_pkl(
-    shared_dir: Path, fixture_weights_module: ModuleType, tmp_path_factory
-) -> Path:
-    """The R50-FPN 3x fixture weights written as a Detectron2 model-zoo pickle."""
+def zoo_pkl(shared_dir: Path, fixture_weights_module: ModuleType, tmp_path_factory):
+    """`zoo_pkl(name)`: a fixture's calibrated weights (e.g. "panoptic_fpn_R_50_3x") written
+    as a Detectron2 model-zoo pickle, once per session."""
     import pickle
 
-    calib = shared_dir / "fixtures" / "mask_rcnn_R_50_FPN_3x.s0.calib.npz"
-    weights = fixture_weights_module.calibrated_weights(None, str(calib))
-    path = tmp_path_factory.mktemp("zoo") / "model_final.pkl"
-    with open(path, "wb") as f:  # the model-zoo file format, as Detectron2 writes it
-        pickle.dump(
-            {"model": weights, "__author__": "Detectron2 Model Zoo", "matching_heuristics": False},
-            f,
-        )
-    return path
+    cache: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in cache:
+            calib = shared_dir / "fixtures" / f"{name}.s0.calib.npz"
+            weights = fixture_weights_module.calibrated_weights(None, str(calib))
+            path = tmp_path_factory.mktemp("zoo") / f"{name}.pkl"
+            with open(path, "wb") as f:  # the model-zoo file format, as Detectron2 writes it
+                meta = {"__author__": "Detectron2 Model Zoo", "matching_heuristics": False}
+                pickle.dump({"model": weights, **meta}, f)
+            cache[name] = path
+        return cache[name]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def mask_rcnn_zoo_pkl(zoo_pkl) -> Path:
+    """The R50-FPN 3x Mask R-CNN fixture weights as a Detectron2 model-zoo pickle."""
+    return zoo_pkl("mask_rcnn_R_50_FPN_3x")

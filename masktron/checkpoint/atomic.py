@@ -1,53 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one."""
+"""Moved to `masktron.utils.file_io`; kept while callers move over."""
 
-from __future__ import annotations
-
-import contextlib
-import os
-import tempfile
-from collections.abc import Iterator
-from typing import IO, Any
+from masktron.utils.file_io import atomic_open
 
 __all__ = ["atomic_open"]
-
-
-def _default_mode() -> int:
-    # mkstemp creates 0600 files; give the result the permissions a plain open() would have.
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file beside `path`; on success move it over `path` in one step.
-
-    The temporary file lives in the same folder (so `os.replace` is a rename on one file system),
-    is flushed and fsynced before the rename, and is deleted if the block raises, leaving any
-    previous `path` untouched.
-
-    Args:
-        path: the file to write; its folder is created if needed.
-        mode: "wb" or "w" (text, UTF-8).
-
-    Yields:
-        The open temporary file.
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -23,12 +23,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-from masktron.checkpoint.atomic import atomic_open
 from masktron.checkpoint.download import get_local_path
 from masktron.checkpoint.loading import load_exact, log_incompatible_keys, to_tensors
 from masktron.checkpoint.matching import IncompatibleKeys
 from masktron.checkpoint.safe_pickle import CheckpointError, load_torch
 from masktron.checkpoint.weights_only import check_weights_only
+from masktron.utils.file_io import atomic_open
 
 __all__ = ["Checkpointer", "PeriodicCheckpointer"]
 

@@ -26,7 +26,7 @@ from urllib.request import urlopen
 
 from tqdm import tqdm
 
-from masktron.checkpoint.atomic import atomic_open
+from masktron.utils.file_io import atomic_open
 
 __all__ = ["DownloadError", "cache_path", "get_cache_dir", "get_local_path", "resolve_url"]
 

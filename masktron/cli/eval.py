@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     results = _eval_files(args) if files_mode else _eval_model(args)
     _print(results)
     if args.output:
-        from masktron.checkpoint.atomic import atomic_open
+        from masktron.utils.file_io import atomic_open
 
         with atomic_open(args.output, "w") as f:
             json.dump(_json_safe(results), f, indent=1)

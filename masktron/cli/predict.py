@@ -131,8 +131,8 @@ def predict_images(
     """
     from tqdm import tqdm
 
-    from masktron.checkpoint.atomic import atomic_open
     from masktron.data import read_image
+    from masktron.utils.file_io import atomic_open
 
     os.makedirs(out_dir, exist_ok=True)
     results: list[dict] = []
@@ -209,7 +209,7 @@ def _write_outputs(
 def _save_png(array: np.ndarray, out_dir: str, name: str) -> None:
     from PIL import Image
 
-    from masktron.checkpoint.atomic import atomic_open
+    from masktron.utils.file_io import atomic_open
 
     with atomic_open(os.path.join(out_dir, name), "wb") as f:
         Image.fromarray(array).save(f, format="PNG")

@@ -159,10 +159,10 @@ def _json_safe(value: Any) -> Any:
 def main_worker(args: argparse.Namespace) -> Any:
     """What each training process runs (also the single process of a one-process run)."""
     from masktron.checkpoint import DetectionCheckpointer
-    from masktron.checkpoint.atomic import atomic_open
     from masktron.engine import comm
     from masktron.engine.defaults import DefaultTrainer
     from masktron.engine.run_setup import default_setup
+    from masktron.utils.file_io import atomic_open
 
     _register_datasets(args.dataset_specs)
     cfg = load_config(args)
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     _check_datasets(cfg, worker_args.eval_only)
     worker_args.dataset_specs = remembered + specs
     if specs and cfg.OUTPUT_DIR and worker_args.machine_rank == 0:
-        from masktron.checkpoint.atomic import atomic_open
+        from masktron.utils.file_io import atomic_open
 
         with atomic_open(os.path.join(cfg.OUTPUT_DIR, DATASETS_FILE), "w") as f:
             json.dump(worker_args.dataset_specs, f, indent=1)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from masktron.checkpoint.atomic import atomic_open
+from masktron.utils.file_io import atomic_open
 
 __all__ = [
     "CommonMetricPrinter",

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from masktron.checkpoint.atomic import atomic_open
 from masktron.engine import comm
 from masktron.engine.logger import setup_logger
 from masktron.engine.rng import seed_all_rng
+from masktron.utils.file_io import atomic_open
 
 __all__ = [
     "add_training_arguments",

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from masktron.checkpoint.atomic import atomic_open
 from masktron.data.catalog import MetadataCatalog
 from masktron.evaluation.coco_backend import (
     IOU_TYPES,
@@ -26,6 +25,7 @@ from masktron.evaluation.coco_checks import check_detections
 from masktron.evaluation.evaluator import DatasetEvaluator, gather_to_main
 from masktron.evaluation.rle import encode_masks
 from masktron.evaluation.table import create_small_table, per_category_table
+from masktron.utils.file_io import atomic_open
 
 logger = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from masktron.checkpoint.atomic import atomic_open
 from masktron.data.catalog import MetadataCatalog
 from masktron.evaluation.coco_checks import read_json
 from masktron.evaluation.evaluator import DatasetEvaluator, gather_to_main
 from masktron.evaluation.panoptic_pq import PQStat, id_to_rgb, pq_image_stats, read_panoptic_png
 from masktron.evaluation.table import panoptic_table, per_category_table
+from masktron.utils.file_io import atomic_open
 
 logger = logging.getLogger(__name__)
 

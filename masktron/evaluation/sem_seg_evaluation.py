@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from masktron.checkpoint.atomic import atomic_open
 from masktron.data.catalog import DatasetCatalog, MetadataCatalog
 from masktron.evaluation.evaluator import DatasetEvaluator, gather_to_main
 from masktron.evaluation.rle import encode_masks
+from masktron.utils.file_io import atomic_open
 
 logger = logging.getLogger(__name__)
 

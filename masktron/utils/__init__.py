@@ -1,1 +1,1 @@
-"""Detectron2-compatible import paths (`masktron.utils.visualizer`); the code lives elsewhere."""
+"""Shared helpers (`file_io`) and Detectron2 import paths (`masktron.utils.visualizer`)."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 import colorsys
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
+from masktron.utils.file_io import atomic_open
 from masktron.visualization.text import render_text
 
 __all__ = ["VisImage", "change_brightness", "readable_text_color", "to_rgb"]
@@ -141,21 +141,13 @@ class VisImage:
     def save(self, filepath: str | os.PathLike) -> None:
         """Write the image; the format follows the extension. Atomic: temp file + os.replace."""
         filepath = os.fspath(filepath)
-        directory = os.path.dirname(os.path.abspath(filepath))
         ext = os.path.splitext(filepath)[1]
         if ext.lower() not in Image.registered_extensions():
             raise ValueError(f"VisImage.save({filepath!r}): unknown image extension {ext!r}")
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                Image.fromarray(self.get_image()).save(
-                    f, format=Image.registered_extensions()[ext.lower()]
-                )
-            os.replace(tmp, filepath)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_open(filepath, "wb") as f:
+            Image.fromarray(self.get_image()).save(
+                f, format=Image.registered_extensions()[ext.lower()]
+            )
 
     # ----- primitives, in output pixel coordinates ---------------------------------------------
     def blend(

@@ -93,3 +93,28 @@ def test_results_use_the_datasets_category_ids(tmp_path):
     assert [r["category_id"] for r in results] == [1, 13, 90]
     assert {r["image_id"] for r in results} == {7}
     assert (tmp_path / "x.png").exists()
+
+
+def test_predict_panoptic_writes_id_map_segments_and_semantic_map(zoo_pkl, shared_dir, tmp_path):
+    from masktron.evaluation.panoptic_pq import read_panoptic_png
+
+    photo = shared_dir / "data" / "images" / "coins.png"
+    out = tmp_path / "out"
+    config = "COCO-PanopticSegmentation/panoptic_fpn_R_50_3x.yaml"
+    weights = str(zoo_pkl("panoptic_fpn_R_50_3x"))
+    args = ["predict", str(photo), "--config", config, "--weights", weights, "--out", str(out)]
+    assert main([*args, "--device", "cpu", *FAST]) == 0
+    height, width = np.asarray(Image.open(photo)).shape[:2]
+    ids = read_panoptic_png(str(out / "coins_panoptic.png"))
+    (record,) = json.loads((out / "panoptic.json").read_text())["annotations"]
+    assert ids.shape == (height, width) and record["file_name"] == "coins_panoptic.png"
+    segments = {s["id"]: s for s in record["segments_info"]}
+    assert segments and set(np.unique(ids)) - {0} == set(segments)
+    meta = MetadataCatalog.get("coco_2017_val_panoptic_separated")
+    things = set(meta.thing_dataset_id_to_contiguous_id)
+    stuff = set(meta.stuff_dataset_id_to_contiguous_id)
+    for s in segments.values():  # COCO panoptic's own category ids
+        assert s["category_id"] in (things if s["isthing"] else stuff)
+    sem = np.asarray(Image.open(out / "coins_sem_seg.png"))
+    assert sem.shape == (height, width) and sem.max() < 54
+    assert (out / "coins.png").exists()

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from test_panoptic import tiny_cfg
+from test_panoptic_fpn import tiny_cfg
 from test_retinanet_training import train_and_compare
 
 from masktron.data import DatasetCatalog, DatasetMapper, register_coco_panoptic_separated

@@ -6,7 +6,6 @@ import datetime
 import json
 import logging
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ import pycocotools.mask as mask_util
 
 from masktron.data.catalog import DatasetCatalog, MetadataCatalog
 from masktron.structures import Boxes, BoxMode, PolygonMasks
+from masktron.utils.file_io import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -115,14 +115,5 @@ def convert_to_coco_json(dataset_name: str, output_file: str, allow_cached: bool
         logger.warning("Using the cached COCO annotations %s", output_file)
         return
     coco_dict = convert_to_coco_dict(dataset_name)
-    directory = os.path.dirname(os.path.abspath(output_file))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(coco_dict, f)
-        os.replace(tmp, output_file)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(output_file, "w") as f:
+        json.dump(coco_dict, f)

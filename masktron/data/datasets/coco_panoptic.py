@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from masktron.data.catalog import DatasetCatalog, MetadataCatalog
 from masktron.data.datasets.coco import load_coco_json, load_sem_seg
 from masktron.data.datasets.format_utils import DatasetFormatError, read_json, require
+from masktron.utils.file_io import atomic_open
 
 __all__ = [
     "load_coco_panoptic_json",
@@ -218,7 +218,5 @@ def separate_coco_semantic_from_panoptic(
                 )
             output[segment_ids == seg["id"]] = id_map[seg["category_id"]]
         target = os.path.join(sem_seg_root, ann["file_name"])
-        fd, tmp = tempfile.mkstemp(dir=sem_seg_root, prefix=".tmp_", suffix=".png")
-        os.close(fd)
-        Image.fromarray(output).save(tmp, format="PNG")
-        os.replace(tmp, target)
+        with atomic_open(target, "wb") as f:
+            Image.fromarray(output).save(f, format="PNG")
