@@ -12,9 +12,7 @@ Figures are printed in Detectron2's tables, in percent.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import os
 import sys
 from typing import Any
@@ -138,14 +136,6 @@ def _eval_model(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     files_mode = args.gt is not None or args.results is not None
     if files_mode == (args.config is not None):
@@ -159,8 +149,7 @@ def run(args: argparse.Namespace) -> int:
     results = _eval_files(args) if files_mode else _eval_model(args)
     _print(results)
     if args.output:
-        from masktron.utils.file_io import atomic_open
+        from masktron.utils.file_io import write_json
 
-        with atomic_open(args.output, "w") as f:
-            json.dump(_json_safe(results), f, indent=1)
+        write_json(args.output, results, indent=1)
     return 0

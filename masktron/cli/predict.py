@@ -14,7 +14,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -132,7 +131,7 @@ def predict_images(
     from tqdm import tqdm
 
     from masktron.data import read_image
-    from masktron.utils.file_io import atomic_open
+    from masktron.utils.file_io import write_json
 
     os.makedirs(out_dir, exist_ok=True)
     results: list[dict] = []
@@ -153,11 +152,9 @@ def predict_images(
             outputs, bgr[:, :, ::-1], metadata, out_dir, name, image_id, results, panoptic
         )
         done += 1
-    with atomic_open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(results, f)
+    write_json(os.path.join(out_dir, "results.json"), results)
     if panoptic:
-        with atomic_open(os.path.join(out_dir, "panoptic.json"), "w") as f:
-            json.dump({"annotations": panoptic}, f)
+        write_json(os.path.join(out_dir, "panoptic.json"), {"annotations": panoptic})
     return done, failures
 
 

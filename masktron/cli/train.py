@@ -148,21 +148,13 @@ def _check_datasets(cfg: Any, eval_only: bool) -> None:
         raise CommandError("--eval-only needs DATASETS.TEST")
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    return value
-
-
 def main_worker(args: argparse.Namespace) -> Any:
     """What each training process runs (also the single process of a one-process run)."""
     from masktron.checkpoint import DetectionCheckpointer
     from masktron.engine import comm
     from masktron.engine.defaults import DefaultTrainer
     from masktron.engine.run_setup import default_setup
-    from masktron.utils.file_io import atomic_open
+    from masktron.utils.file_io import write_json
 
     _register_datasets(args.dataset_specs)
     cfg = load_config(args)
@@ -175,8 +167,7 @@ def main_worker(args: argparse.Namespace) -> Any:
         )
         results = DefaultTrainer.test(cfg, model)
         if comm.is_main_process() and cfg.OUTPUT_DIR:
-            with atomic_open(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), "w") as f:
-                json.dump(_json_safe(results), f, indent=1)
+            write_json(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), results, indent=1)
         return results
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
@@ -196,10 +187,9 @@ def run(args: argparse.Namespace) -> int:
     _check_datasets(cfg, worker_args.eval_only)
     worker_args.dataset_specs = remembered + specs
     if specs and cfg.OUTPUT_DIR and worker_args.machine_rank == 0:
-        from masktron.utils.file_io import atomic_open
+        from masktron.utils.file_io import write_json
 
-        with atomic_open(os.path.join(cfg.OUTPUT_DIR, DATASETS_FILE), "w") as f:
-            json.dump(worker_args.dataset_specs, f, indent=1)
+        write_json(os.path.join(cfg.OUTPUT_DIR, DATASETS_FILE), worker_args.dataset_specs, indent=1)
 
     from masktron.engine.launch import launch
 

@@ -6,12 +6,14 @@ Atomic file writes: a reader sees the old file or the complete new one, never a 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["atomic_open"]
+__all__ = ["atomic_open", "json_safe", "write_json"]
 
 
 def _default_mode() -> int:
@@ -54,3 +56,20 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with dict keys as strings and NaN floats as None, so strict JSON can hold it."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def write_json(path: str | os.PathLike, value: Any, indent: int | None = None) -> None:
+    """Write `json_safe(value)` to `path` atomically."""
+    with atomic_open(path, "w") as f:
+        json.dump(json_safe(value), f, indent=indent)
