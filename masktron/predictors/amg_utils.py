@@ -68,7 +68,7 @@ def generate_crop_boxes(
     return boxes, layers
 
 
-def batch_iterator(batch_size: int, *args: Sequence[Any]) -> Iterator[list[Any]]:
+def batch_iterator(batch_size: int, *args: Any) -> Iterator[list[Any]]:
     """Yield aligned slices of `batch_size` items from equally long sequences."""
     if not args or any(len(a) != len(args[0]) for a in args):
         raise ValueError("batch_iterator needs sequences of one common length")
@@ -132,10 +132,10 @@ def is_box_near_crop_edge(
 
 def box_xyxy_to_xywh(box_xyxy: torch.Tensor | np.ndarray) -> Any:
     """(..., 4) XYXY -> XYWH (a copy)."""
-    out = box_xyxy.clone() if isinstance(box_xyxy, torch.Tensor) else np.array(box_xyxy)
-    out[..., 2] = out[..., 2] - out[..., 0]
-    out[..., 3] = out[..., 3] - out[..., 1]
-    return out
+    if isinstance(box_xyxy, torch.Tensor):
+        return torch.cat([box_xyxy[..., :2], box_xyxy[..., 2:] - box_xyxy[..., :2]], dim=-1)
+    box = np.asarray(box_xyxy)
+    return np.concatenate([box[..., :2], box[..., 2:] - box[..., :2]], axis=-1)
 
 
 def uncrop_boxes_xyxy(boxes: torch.Tensor, crop_box: Sequence[int]) -> torch.Tensor:

@@ -258,7 +258,7 @@ class SamAutomaticMaskGenerator:
         for start in range(0, len(low_res), _UPSAMPLE_CHUNK):
             part = slice(start, start + _UPSAMPLE_CHUNK)
             logits = model.postprocess_masks(
-                low_res[part, None], predictor.input_size, predictor.original_size
+                low_res[part, None], predictor.input_sizes[0], predictor.original_sizes[0]
             )[:, 0]  # (k, h, w) logits at the crop's size
             stability = calculate_stability_score(
                 logits, model.mask_threshold, self.stability_score_offset
@@ -276,7 +276,7 @@ class SamAutomaticMaskGenerator:
             out["boxes"].append(boxes)
             out["iou_preds"].append(iou_preds[part][idx])
             out["stability_score"].append(stability[idx])
-            out["points"].append(all_points[part][idx])
+            out["points"].append(all_points[part][idx.cpu()])
         return _cat_lists(out)
 
     @staticmethod
@@ -316,9 +316,10 @@ class SamAutomaticMaskGenerator:
 
 
 def _cat_lists(parts: dict[str, list[Any]]) -> dict[str, Any]:
+    """One batch's records, as CPU tensors (small; NMS and bookkeeping run there)."""
     out: dict[str, Any] = {"rles": parts["rles"]}
     for key in ("boxes", "iou_preds", "stability_score", "points"):
-        out[key] = torch.cat(parts[key]) if parts[key] else torch.zeros(0)
+        out[key] = torch.cat(parts[key]).cpu() if parts[key] else torch.zeros(0)
     if not parts["boxes"]:
         out["boxes"] = torch.zeros(0, 4, dtype=torch.int64)
         out["points"] = torch.zeros(0, 2, dtype=torch.float64)

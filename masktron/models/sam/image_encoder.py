@@ -17,9 +17,10 @@ from torch import nn
 
 from masktron.models.sam.common import LayerNorm2d, MLPBlock
 
-# Largest additive attention mask materialised at once for global attention (bytes): the mask
-# of one head of a 64x64 grid is 64 MiB, so heads are processed in groups below this size.
-_MAX_MASK_BYTES = 256 * 2**20
+# Largest piece of the additive attention mask materialised at once (bytes). The mask of global
+# attention is (batch * heads, 4096, 4096), 805 MB for ViT-B; it is built and consumed a block of
+# query rows at a time instead, which also keeps it in cache on CPUs.
+_MAX_MASK_BYTES = 64 * 2**20
 
 
 def relative_position_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
@@ -79,22 +80,51 @@ class Attention(nn.Module):
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
 
-    def _rel_pos_mask(self, q: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """Additive logits from the relative-position tables.
+    def _rel_pos_terms(self, q: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-axis relative-position logits.
 
         Args:
             q: (N, h*w, D) unscaled queries, N = batch * heads.
 
         Returns:
-            (N, h*w, h*w) float mask: entry [n, (qy, qx), (ky, kx)] = q.Rh[qy, ky] + q.Rw[qx, kx].
+            (N, h*w, h) and (N, h*w, w): the logit of query (qy, qx) and key (ky, kx) is
+            `rel_h[n, (qy, qx), ky] + rel_w[n, (qy, qx), kx]`.
         """
         table_h = relative_position_table(h, h, self.rel_pos_h)  # (h, h, D)
         table_w = relative_position_table(w, w, self.rel_pos_w)  # (w, w, D)
         q_grid = q.reshape(q.shape[0], h, w, q.shape[-1])  # (N, h*w, D) -> (N, h, w, D)
         rel_h = torch.einsum("nyxd,ykd->nyxk", q_grid, table_h)  # (N, h, w, h)
         rel_w = torch.einsum("nyxd,xkd->nyxk", q_grid, table_w)  # (N, h, w, w)
-        mask = rel_h[..., :, None] + rel_w[..., None, :]  # (N, h, w, h, w)
-        return mask.reshape(q.shape[0], h * w, h * w)  # (N, h, w, h, w) -> (N, h*w, h*w)
+        # (N, h, w, h) -> (N, h*w, h); (N, h, w, w) -> (N, h*w, w)
+        return rel_h.reshape(q.shape[0], h * w, h), rel_w.reshape(q.shape[0], h * w, w)
+
+    def _attend_rel_pos(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, h: int, w: int
+    ) -> torch.Tensor:
+        """SDPA with the relative-position mask, built for a block of query rows at a time.
+
+        Args:
+            q, k, v: (N, h*w, D), N = batch * heads.
+
+        Returns:
+            (N, h*w, D).
+        """
+        n, length, _ = q.shape
+        rel_h, rel_w = self._rel_pos_terms(q, h, w)
+        rows = max(1, min(length, _MAX_MASK_BYTES // (n * length * q.element_size())))
+        mask = q.new_empty(n, rows, h, w)
+        out = q.new_empty(q.shape) if rows < length else None
+        for s in range(0, length, rows):
+            e = min(s + rows, length)
+            block = mask[:, : e - s]
+            torch.add(rel_h[:, s:e, :, None], rel_w[:, s:e, None, :], out=block)
+            # (N, r, h, w) -> (N, r, h*w): row (qy, qx), column (ky, kx)
+            part = F.scaled_dot_product_attention(q[:, s:e], k, v, block.view(n, e - s, length))
+            if out is None:
+                return part
+            out[:, s:e] = part
+        assert out is not None
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
@@ -104,19 +134,10 @@ class Attention(nn.Module):
         # (B, H, W, 3C) -> (B, H*W, 3, heads, D) -> (3, B, heads, H*W, D) -> (3, B*heads, H*W, D)
         qkv = self.qkv(x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.reshape(3, b * heads, n, -1).unbind(0)
-        if not self.use_rel_pos:
-            out = F.scaled_dot_product_attention(q, k, v)
+        if self.use_rel_pos:
+            out = self._attend_rel_pos(q, k, v, h, w)
         else:
-            # Materialise the additive mask for a group of (image, head) pairs at a time.
-            group = max(1, _MAX_MASK_BYTES // (n * n * q.element_size()))
-            outs = []
-            for s in range(0, b * heads, group):
-                qs = q[s : s + group]
-                mask = self._rel_pos_mask(qs, h, w)
-                outs.append(
-                    F.scaled_dot_product_attention(qs, k[s : s + group], v[s : s + group], mask)
-                )
-            out = torch.cat(outs) if len(outs) > 1 else outs[0]
+            out = F.scaled_dot_product_attention(q, k, v)
         # (B*heads, H*W, D) -> (B, heads, H, W, D) -> (B, H, W, heads, D) -> (B, H, W, C)
         out = out.view(b, heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, c)
         return self.proj(out)
@@ -208,8 +229,9 @@ class Block(nn.Module):
             x = window_unpartition(self.attn(windows), self.window_size, padded, (h, w))
         else:
             x = self.attn(x)
-        x = shortcut + x
-        return x + self.mlp(self.norm2(x))
+        # Residual sums in place on fresh outputs: no new (B, H, W, C) buffers.
+        x = x.add_(shortcut)
+        return self.mlp(self.norm2(x)).add_(x)
 
 
 class PatchEmbed(nn.Module):

@@ -28,6 +28,8 @@ class PositionEmbeddingRandom(nn.Module):
             overwrite the matrix).
     """
 
+    positional_encoding_gaussian_matrix: torch.Tensor
+
     def __init__(self, *, num_pos_feats: int = 64, scale: float = 1.0) -> None:
         super().__init__()
         self.register_buffer(
@@ -86,8 +88,8 @@ class PromptEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
-        self.input_image_size = tuple(input_image_size)
-        self.image_embedding_size = tuple(image_embedding_size)
+        self.input_image_size = (int(input_image_size[0]), int(input_image_size[1]))
+        self.image_embedding_size = (int(image_embedding_size[0]), int(image_embedding_size[1]))
         self.pe_layer = PositionEmbeddingRandom(num_pos_feats=embed_dim // 2)
         # Indexes 0/1: negative/positive point; 2/3: top-left/bottom-right box corner.
         self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(4))
@@ -104,6 +106,12 @@ class PromptEncoder(nn.Module):
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
+    def _embedding(self, index: int) -> torch.Tensor:
+        """(1, embed_dim) learned vector of `point_embeddings[index]`."""
+        embedding = self.point_embeddings[index]
+        assert isinstance(embedding, nn.Embedding)
+        return embedding.weight
+
     def get_dense_pe(self) -> torch.Tensor:
         """Position codes of the image-embedding grid: (1, embed_dim, h, w)."""
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
@@ -117,15 +125,15 @@ class PromptEncoder(nn.Module):
             labels = torch.cat([labels, labels.new_full((labels.shape[0], 1), -1)], dim=1)
         codes = self.pe_layer.forward_with_coords(points, self.input_image_size)
         labels = labels[..., None]
-        codes = codes + (labels == LABEL_NEGATIVE) * self.point_embeddings[0].weight
-        codes = codes + (labels == LABEL_POSITIVE) * self.point_embeddings[1].weight
+        codes = codes + (labels == LABEL_NEGATIVE) * self._embedding(0)
+        codes = codes + (labels == LABEL_POSITIVE) * self._embedding(1)
         return torch.where(labels == LABEL_PADDING, self.not_a_point_embed.weight, codes)
 
     def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         """(B, 4) XYXY -> (B, 2, embed_dim): one token per corner."""
         corners = (boxes + 0.5).reshape(-1, 2, 2)  # (B, 4) -> (B, 2 corners, xy)
         codes = self.pe_layer.forward_with_coords(corners, self.input_image_size)
-        corner_embed = torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight])
+        corner_embed = torch.cat([self._embedding(2), self._embedding(3)])
         return codes + corner_embed  # (B, 2, C) + (2, C)
 
     def forward(

@@ -6,18 +6,18 @@ on the tokens and (4) image -> tokens cross-attention; a final tokens -> image a
 Many prompts on one image share the image embedding, so this implementation avoids the B-fold copy
 of the image that a straightforward batch makes, and the per-prompt projections of the 4096 image
 positions where the few (T ~ 7) prompt tokens allow it:
-- while the image keys are still shared (batch 1, before the first image -> tokens update), their
-  projections are computed once for all prompts;
-- tokens -> image attention with per-prompt keys folds the key and value projections into the
-  queries: scores q.(W_k x) = (W_k^T q).x, and since softmax rows sum to 1 the value projection
-  commutes with the weighted sum (`Attention.forward_folded`, 8T instead of 256 multiply-adds per
-  image position);
-- image -> tokens attention has only T keys per head, so the query and output projections are
+- while the image keys are still shared by several prompts (batch 1, before the first image ->
+  tokens update), their projections are computed once for all prompts;
+- otherwise tokens -> image attention folds the key and value projections into the queries:
+  scores q.(W_k x) = (W_k^T q).x, and since softmax rows sum to 1 the value projection commutes
+  with the weighted sum (`Attention.forward_folded`, 8T instead of 256 multiply-adds per image
+  position);
+- image -> tokens attention has only T keys per head, so its query and output projections are
   folded into the keys and values likewise (`Attention.forward_few_keys`). Its softmax over T
   keys is written out: an 8T-wide softmax gains nothing from a fused kernel, while the folding
   needs the probabilities themselves.
-All forms equal the plain computation up to float rounding; single prompts and long prompt lists
-use `scaled_dot_product_attention` throughout.
+All forms equal the plain computation up to float rounding (tests/models/sam/test_sam_layers.py);
+prompts with many tokens (over 15 points) use the plain `scaled_dot_product_attention` form.
 """
 
 from __future__ import annotations
@@ -114,13 +114,21 @@ class Attention(nn.Module):
         out = torch.einsum("bhtc,hdc->bthd", mixed, w_v) + self.v_proj.bias.reshape(heads, d)
         return self.out_proj(out.reshape(b, t, heads * d))  # (B, T, h, d) -> (B, T, Ci)
 
-    def forward_few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Same as `forward` for many queries and few keys, without projecting the queries.
+    def forward_few_keys(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        residual: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Same as `forward` (plus `residual`) for many queries and few keys, without projecting
+        the queries.
 
         Args:
             q: (Bq, N, C) queries (image positions), Bq = 1 (shared by all prompts) or B.
             k: (B, T, C) keys, T small.
             v: (B, T, C) values.
+            residual: (1 or B, N, C) added to the output inside the last matrix product.
 
         Returns:
             (B, N, C).
@@ -147,24 +155,33 @@ class Attention(nn.Module):
         probs = logits.softmax(dim=2).reshape(b, heads * t, -1)  # (B, h, T, N) -> (B, h*T, N)
         w_o = self.out_proj.weight.reshape(c, heads, d)  # (C, Ci) -> (C, h, d)
         v_fold = torch.einsum("bthd,chd->bhtc", vh, w_o).reshape(b, heads * t, c)  # (B, h*T, C)
-        # (B, N, h*T) @ (B, h*T, C) + b_o -> (B, N, C)
-        return torch.baddbmm(self.out_proj.bias.expand(b, 1, c), probs.transpose(1, 2), v_fold)
+        # Each head's probabilities sum to 1, so b_o / heads on every value row adds b_o once.
+        v_fold = v_fold + self.out_proj.bias / heads
+        if residual is None:
+            return torch.bmm(probs.transpose(1, 2), v_fold)  # (B, N, h*T) @ (B, h*T, C)
+        return torch.baddbmm(residual, probs.transpose(1, 2), v_fold)
 
 
 def _attend_image_to_tokens(
-    attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor
 ) -> torch.Tensor:
-    """Image positions (Bq, N, C) attend to tokens (B, T, C); picks the cheaper exact form."""
-    if k.shape[0] > 1 and attn.folding_pays(k.shape[1]):
-        return attn.forward_few_keys(q, k, v)
-    return attn(q, k, v)
+    """`residual` + image positions (Bq, N, C) attending to tokens (B, T, C); picks the cheaper
+    exact form."""
+    if attn.folding_pays(k.shape[1]):
+        return attn.forward_few_keys(q, k, v, residual=residual)
+    return residual + attn(q, k, v)
 
 
 def _attend_tokens_to_image(
     attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 ) -> torch.Tensor:
-    """Tokens (B, T, C) attend to image positions (Bk, N, C); picks the cheaper exact form."""
-    if k.shape[0] > 1 and attn.folding_pays(q.shape[1]):
+    """Tokens (B, T, C) attend to image positions (Bk, N, C); picks the cheaper exact form.
+
+    Image positions shared by several prompts are projected once (plain form); otherwise the
+    projections are folded into the tokens when they are few.
+    """
+    shared = k.shape[0] == 1 and q.shape[0] > 1
+    if not shared and attn.folding_pays(q.shape[1]):
         return attn.forward_folded(q, k, v)
     return attn(q, k, v)
 
@@ -244,8 +261,8 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        attn_out = _attend_image_to_tokens(self.cross_attn_image_to_token, k, q, queries)
-        keys = self.norm4(keys + attn_out)
+        keys = _attend_image_to_tokens(self.cross_attn_image_to_token, k, q, queries, keys)
+        keys = self.norm4(keys)
         return queries, keys
 
 

@@ -37,7 +37,7 @@ class ResizeLongestSide:
     def apply_image(self, image: np.ndarray) -> np.ndarray:
         """(H, W, C) uint8 -> resized (h, w, C) uint8, with PIL's bilinear filter (as SAM)."""
         h, w = self.get_preprocess_shape(image.shape[0], image.shape[1], self.target_length)
-        return np.array(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+        return np.array(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))
 
     def apply_coords(self, coords: np.ndarray, original_size: Sequence[int]) -> np.ndarray:
         """(..., 2) XY in the original (H, W) frame -> the resized frame, float64."""

@@ -61,6 +61,12 @@ def test_attention_forms_agree(attn):
         torch.testing.assert_close(
             attn.forward_few_keys(shared, tokens, tokens), ref, atol=1e-5, rtol=1e-5
         )
+        torch.testing.assert_close(
+            attn.forward_few_keys(shared, tokens, tokens, residual=shared),
+            ref + shared,
+            atol=1e-5,
+            rtol=1e-5,
+        )
         torch.testing.assert_close(attn(shared, tokens, tokens), ref, atol=1e-5, rtol=1e-5)
         # tokens -> shared image
         ref = _plain_attention(attn, tokens, shared, shared)
