@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     paths = collect_images(args.inputs or [DEMO_IMAGE_DIR])
     predictor = DefaultPredictor(cfg)
     metadata = Metadata(
-        name="masktron_demo", thing_classes=["nucleus"], thing_colors=[(0, 200, 255)]
+        name="masktron_demo",
+        thing_classes=["nucleus"],
+        thing_colors=[(0, 200, 255)],
+        thing_dataset_id_to_contiguous_id={1: 0},  # DSB2018's COCO JSON: nucleus is id 1
     )
     done, failures = predict_images(predictor, metadata, paths, args.out)
     print(
