@@ -12,6 +12,26 @@ from masktron.models.postprocessing import detector_postprocess
 from masktron.structures import ImageList, Instances
 
 
+def preprocess_images(
+    batched_inputs: list[dict[str, Any]],
+    pixel_mean: torch.Tensor,
+    pixel_std: torch.Tensor,
+    size_divisibility: int,
+) -> ImageList:
+    """The input step shared by every detector: each dict's (C, H, W) `image`, moved to the
+    device of `pixel_mean`, normalised by (C, 1, 1) mean and std, padded into one batch."""
+    images = []
+    for x in batched_inputs:
+        if "image" not in x:
+            raise KeyError("each input dict needs an 'image' (3, H, W) tensor")
+        image = x["image"].to(pixel_mean.device)
+        if image.dim() != 3 or image.shape[0] != pixel_mean.shape[0]:
+            channels = pixel_mean.shape[0]
+            raise ValueError(f"images must be ({channels}, H, W), got {tuple(image.shape)}")
+        images.append((image - pixel_mean) / pixel_std)
+    return ImageList.from_tensors(images, size_divisibility)
+
+
 class GeneralizedRCNN(nn.Module):
     """Two-stage detector with Detectron2's input and output format.
 
@@ -55,16 +75,9 @@ class GeneralizedRCNN(nn.Module):
 
     def preprocess_image(self, batched_inputs: list[dict[str, Any]]) -> ImageList:
         """Normalise each image and pad them into one batch (to the backbone's divisibility)."""
-        images = []
-        for x in batched_inputs:
-            if "image" not in x:
-                raise KeyError("each input dict needs an 'image' (3, H, W) tensor")
-            image = x["image"].to(self.device)
-            if image.dim() != 3 or image.shape[0] != self.pixel_mean.shape[0]:
-                channels = self.pixel_mean.shape[0]
-                raise ValueError(f"images must be ({channels}, H, W), got {tuple(image.shape)}")
-            images.append((image - self.pixel_mean) / self.pixel_std)
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+        return preprocess_images(
+            batched_inputs, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
+        )
 
     def forward(self, batched_inputs: list[dict[str, Any]]):
         if not self.training:

@@ -23,7 +23,7 @@ from masktron.layers.losses import giou_loss, sigmoid_focal_loss, smooth_l1_loss
 from masktron.models.anchors import DefaultAnchorGenerator
 from masktron.models.box_coder import Box2BoxTransform
 from masktron.models.matcher import Matcher
-from masktron.models.rcnn import GeneralizedRCNN
+from masktron.models.rcnn import GeneralizedRCNN, preprocess_images
 from masktron.structures import Boxes, ImageList, Instances, pairwise_iou
 
 
@@ -298,7 +298,9 @@ class RetinaNet(nn.Module):
 
     def preprocess_image(self, batched_inputs: list[dict[str, Any]]) -> ImageList:
         """Normalise and pad the images into one batch, exactly as the R-CNN family does."""
-        return GeneralizedRCNN.preprocess_image(self, batched_inputs)  # type: ignore[arg-type]
+        return preprocess_images(
+            batched_inputs, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
+        )
 
     def forward(self, batched_inputs: list[dict[str, Any]]) -> Any:
         """Training: a dict of `loss_cls`, `loss_box_reg`. Inference: per image
