@@ -246,9 +246,11 @@ class SamAutomaticMaskGenerator:
         if len(prompts) == 0:
             return _cat_lists({k: [] for k in _RECORD_KEYS})
         keep = keep[prompts]  # (P, M) for the prompts with at least one surviving mask
-        low_res = decoder.masks_from_tokens(
-            tokens[prompts], src[prompts], ids, predictor.get_image_embedding().shape[-2:]
-        )[keep]  # (K, 256, 256), prompt-major as the IoUs below
+        if len(prompts) < len(tokens):
+            tokens, src = tokens[prompts], src[prompts]
+        embedding_hw = predictor.get_image_embedding().shape[-2:]
+        # (P, M, 256, 256) -> (K, 256, 256), prompt-major as the IoUs below
+        low_res = decoder.masks_from_tokens(tokens, src, ids, embedding_hw)[keep]
         iou_preds = iou_preds[prompts][keep]
         n_masks = len(ids)
         point_idx = prompts[:, None].expand(-1, n_masks)[keep].cpu().numpy()

@@ -27,6 +27,8 @@ from masktron.models.sam.transforms import ResizeLongestSide
 
 # Prompts decoded at once: bounds the decoder's memory (about 25 MB per prompt).
 DECODE_CHUNK = 64
+# Masks upsampled to the image at once (the 1024x1024 intermediate is 4 MiB per mask).
+_UPSAMPLE_CHUNK = 16
 
 
 class SamPredictor:
@@ -35,7 +37,8 @@ class SamPredictor:
     Args:
         sam_model: the SAM model (any device; inputs follow it).
         cache_size: keep the embeddings of this many recent images; `set_image` with an image
-            whose pixels (and format) equal a cached one skips the encoder. 0 disables the cache.
+            whose pixels equal a cached one skips the encoder. 0 disables the cache. The cache
+            assumes fixed weights: create a new predictor after changing the model's weights.
     """
 
     def __init__(self, sam_model: Sam, *, cache_size: int = 0) -> None:
@@ -90,7 +93,7 @@ class SamPredictor:
             if image_format != self.model.image_format:
                 image = image[..., ::-1]
             rgb.append(np.ascontiguousarray(image))
-        keys = [_image_key(image) for image in rgb] if self.cache_size > 0 else []
+        keys = [_image_key(im, self.device) for im in rgb] if self.cache_size > 0 else []
         if keys and all(k in self._cache for k in keys):
             for k in keys:
                 self._cache.move_to_end(k)
@@ -304,6 +307,26 @@ class SamPredictor:
             )
         return results
 
+    def _upsample(self, low_res: torch.Tensor, index: int, return_logits: bool) -> torch.Tensor:
+        """(B, C, 256, 256) logits -> (B, C, H, W) masks (or logits) of image `index`.
+
+        Runs `Sam.postprocess_masks` a few masks at a time: its 1024x1024 intermediate is 4 MiB
+        per mask, and boolean outputs are thresholded before the next chunk is upsampled.
+        """
+        b, c = low_res.shape[:2]
+        h, w = self.original_sizes[index]
+        flat = low_res.reshape(b * c, 1, *low_res.shape[2:])  # (B, C, h, w) -> (B*C, 1, h, w)
+        dtype = low_res.dtype if return_logits else torch.bool
+        out = torch.empty((b * c, 1, h, w), dtype=dtype, device=low_res.device)
+        for s in range(0, b * c, _UPSAMPLE_CHUNK):
+            part = self.model.postprocess_masks(
+                flat[s : s + _UPSAMPLE_CHUNK], self.input_sizes[index], (h, w)
+            )
+            out[s : s + _UPSAMPLE_CHUNK] = (
+                part if return_logits else part > self.model.mask_threshold
+            )
+        return out.reshape(b, c, h, w)  # (B*C, 1, H, W) -> (B, C, H, W)
+
     @torch.no_grad()
     def predict_torch(
         self,
@@ -354,11 +377,7 @@ class SamPredictor:
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask_output,
             )
-            masks = self.model.postprocess_masks(
-                low_res, self.input_sizes[index], self.original_sizes[index]
-            )
-            if not return_logits:
-                masks = masks > self.model.mask_threshold
+            masks = self._upsample(low_res, index, return_logits)
             outputs.append((masks, iou, low_res))
         if len(outputs) == 1:
             return outputs[0]
@@ -366,7 +385,7 @@ class SamPredictor:
         return masks, iou, low_res
 
 
-def _image_key(image: np.ndarray) -> str:
-    """Content key of an RGB image: shape and a digest of its pixels."""
+def _image_key(image: np.ndarray, device: torch.device) -> str:
+    """Cache key of an RGB image: shape, a digest of its pixels, and the model's device."""
     digest = hashlib.blake2b(image.tobytes(), digest_size=20).hexdigest()
-    return f"{image.shape}:{digest}"
+    return f"{image.shape}:{digest}:{device}"

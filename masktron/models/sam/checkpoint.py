@@ -112,6 +112,12 @@ def load_sam_state_dict(
     """Load a state dict already read from `path` (named in errors) into `model`, strictly."""
     path = os.fspath(path)
     expected = model.state_dict()
+    file_variant, model_variant = infer_sam_variant(state_dict), infer_sam_variant(expected)
+    if file_variant and model_variant and file_variant != model_variant:
+        raise SamCheckpointError(
+            f"{path}: a {file_variant} checkpoint, but the model is {model_variant}; build it "
+            f'with sam_model_registry["{file_variant}"]'
+        )
     hint = _variant_hint(state_dict)
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]

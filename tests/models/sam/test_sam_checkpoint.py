@@ -100,14 +100,18 @@ def test_wrong_shape_is_named_with_both_shapes(tmp_path, tiny_state):
 def test_wrong_variant_through_registry(tmp_path):
     with torch.device("meta"):
         vit_l_shapes = {k: v.shape for k, v in sam_model_registry["vit_l"]().state_dict().items()}
-    # a ViT-L-shaped file with ViT-B's block count: shapes differ, the hint names the variant
-    state = {
-        k: torch.zeros(s)
-        for k, s in vit_l_shapes.items()
-        if ".blocks." not in k or int(k.split(".")[2]) < 12
-    }
-    path = _save(tmp_path, state, "sam_vit_l_0b3195.pth")
+    path = _save(tmp_path, {k: torch.zeros(s) for k, s in vit_l_shapes.items()}, "sam_vit_l.pth")
     with pytest.raises(
-        SamCheckpointError, match="sam_vit_l_0b3195.pth.*looks like a vit_l checkpoint"
+        SamCheckpointError,
+        match=r"sam_vit_l.pth: a vit_l checkpoint, but the model is vit_b; build it with "
+        r'sam_model_registry\["vit_l"\]',
     ):
         sam_model_registry["vit_b"](checkpoint=path)
+
+
+def test_shape_mismatch_names_the_variant_it_looks_like(tmp_path, tiny_state):
+    state = dict(tiny_state)
+    # a tiny model's file whose patch embedding is ViT-H wide
+    state["image_encoder.patch_embed.proj.weight"] = torch.zeros(1280, 3, 16, 16)
+    with pytest.raises(SamCheckpointError, match="looks like a vit_h checkpoint"):
+        load_sam_checkpoint(tiny_sam(), _save(tmp_path, state))
