@@ -1,6 +1,6 @@
 """Layers: thin typed wrappers over torchvision ops and the small modules the models share."""
 
-from masktron.layers.conv import Conv2d, c2_msra_fill, c2_xavier_fill
+from masktron.layers.conv import Conv2d, c2_msra_fill, c2_xavier_fill, conv3x3_norm_relu
 from masktron.layers.frozen_bn import FrozenBatchNorm2d, LayerNorm2d, get_norm
 from masktron.layers.mask_ops import paste_masks_in_image
 from masktron.layers.nms import batched_nms, nms
@@ -16,6 +16,7 @@ __all__ = [
     "batched_nms",
     "c2_msra_fill",
     "c2_xavier_fill",
+    "conv3x3_norm_relu",
     "get_norm",
     "nms",
     "paste_masks_in_image",

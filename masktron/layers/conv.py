@@ -54,3 +54,21 @@ def c2_xavier_fill(module: nn.Module) -> None:
     nn.init.kaiming_uniform_(module.weight, a=1)
     if module.bias is not None:
         nn.init.constant_(module.bias, 0)
+
+
+def conv3x3_norm_relu(in_channels: int, out_channels: int, norm: str = "") -> Conv2d:
+    """3x3 conv (padding 1; a bias only without a norm), norm, ReLU, with MSRA init: the
+    building block of the R-CNN box/mask heads and the semantic FPN head."""
+    from masktron.layers.frozen_bn import get_norm
+
+    conv = Conv2d(
+        in_channels,
+        out_channels,
+        3,
+        padding=1,
+        bias=not norm,
+        norm=get_norm(norm, out_channels),
+        activation=F.relu,
+    )
+    c2_msra_fill(conv)
+    return conv

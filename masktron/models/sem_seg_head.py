@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from masktron.layers import Conv2d, ShapeSpec, c2_msra_fill, get_norm
+from masktron.layers import Conv2d, ShapeSpec, c2_msra_fill, conv3x3_norm_relu
 
 
 def sem_seg_loss(
@@ -78,17 +78,7 @@ class SemSegFPNHead(nn.Module):
             steps = max(1, int(math.log2(stride) - math.log2(common_stride)))
             layers: list[nn.Module] = []
             for k in range(steps):
-                conv = Conv2d(
-                    channels if k == 0 else conv_dims,
-                    conv_dims,
-                    kernel_size=3,
-                    padding=1,
-                    bias=not norm,
-                    norm=get_norm(norm, conv_dims),
-                    activation=F.relu,
-                )
-                c2_msra_fill(conv)
-                layers.append(conv)
+                layers.append(conv3x3_norm_relu(channels if k == 0 else conv_dims, conv_dims, norm))
                 if stride != common_stride:
                     layers.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
             self.add_module(name, nn.Sequential(*layers))

@@ -7,7 +7,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from masktron.layers import Conv2d, ShapeSpec, batched_nms, c2_msra_fill, c2_xavier_fill, get_norm
+from masktron.layers import (
+    ShapeSpec,
+    batched_nms,
+    c2_xavier_fill,
+    conv3x3_norm_relu,
+)
 from masktron.layers.losses import giou_loss, smooth_l1_loss
 from masktron.models.box_coder import Box2BoxTransform
 from masktron.structures import Boxes, Instances
@@ -35,16 +40,7 @@ class FastRCNNConvFCHead(nn.Module):
         channels, h, w = input_shape.channels, input_shape.height, input_shape.width
         self.conv_norm_relus: list[nn.Module] = []
         for k, dim in enumerate(conv_dims):
-            conv = Conv2d(
-                channels,
-                dim,
-                3,
-                padding=1,
-                bias=not conv_norm,
-                norm=get_norm(conv_norm, dim),
-                activation=F.relu,
-            )
-            c2_msra_fill(conv)
+            conv = conv3x3_norm_relu(channels, dim, conv_norm)
             self.add_module(f"conv{k + 1}", conv)
             self.conv_norm_relus.append(conv)
             channels = dim

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from masktron.layers import Conv2d, ShapeSpec, c2_msra_fill, get_norm
+from masktron.layers import ShapeSpec, c2_msra_fill, conv3x3_norm_relu
 from masktron.structures import Instances
 
 
@@ -75,22 +75,13 @@ class MaskRCNNConvUpsampleHead(nn.Module):
         channels = input_shape.channels
         self.conv_norm_relus: list[nn.Module] = []
         for k, dim in enumerate(conv_dims[:-1]):
-            conv = Conv2d(
-                channels,
-                dim,
-                3,
-                padding=1,
-                bias=not conv_norm,
-                norm=get_norm(conv_norm, dim),
-                activation=F.relu,
-            )
+            conv = conv3x3_norm_relu(channels, dim, conv_norm)
             self.add_module(f"mask_fcn{k + 1}", conv)
             self.conv_norm_relus.append(conv)
             channels = dim
         self.deconv = nn.ConvTranspose2d(channels, conv_dims[-1], kernel_size=2, stride=2)
         self.predictor = nn.Conv2d(conv_dims[-1], num_classes, kernel_size=1)
-        for layer in [*self.conv_norm_relus, self.deconv]:
-            c2_msra_fill(layer)
+        c2_msra_fill(self.deconv)
         nn.init.normal_(self.predictor.weight, std=0.001)
         nn.init.constant_(self.predictor.bias, 0)
 
