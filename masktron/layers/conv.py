@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -42,18 +42,25 @@ class Conv2d(nn.Conv2d):
         return x
 
 
+def _weight_and_bias(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    # torch types `Module.weight` as `Tensor | Module`; a conv or linear layer holds tensors.
+    return cast(torch.Tensor, module.weight), cast("torch.Tensor | None", module.bias)
+
+
 def c2_msra_fill(module: nn.Module) -> None:
     """He (MSRA) normal init with fan_out, zero bias: Caffe2's `MSRAFill`."""
-    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    if module.bias is not None:
-        nn.init.constant_(module.bias, 0)
+    weight, bias = _weight_and_bias(module)
+    nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
+    if bias is not None:
+        nn.init.constant_(bias, 0)
 
 
 def c2_xavier_fill(module: nn.Module) -> None:
     """Caffe2's `XavierFill`: uniform with bound sqrt(3 / fan_in), zero bias."""
-    nn.init.kaiming_uniform_(module.weight, a=1)
-    if module.bias is not None:
-        nn.init.constant_(module.bias, 0)
+    weight, bias = _weight_and_bias(module)
+    nn.init.kaiming_uniform_(weight, a=1)
+    if bias is not None:
+        nn.init.constant_(bias, 0)
 
 
 def conv3x3_norm_relu(in_channels: int, out_channels: int, norm: str = "") -> Conv2d:

@@ -7,6 +7,7 @@ same arithmetic, used as the test oracle and as the fallback where the kernel is
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -143,7 +144,8 @@ class ROIAlign(nn.Module):
         super().__init__()
         if isinstance(output_size, int):
             output_size = (output_size, output_size)
-        self.output_size = tuple(output_size)
+        # A list from a config becomes a tuple; the annotation says (PH, PW).
+        self.output_size = cast("tuple[int, int]", tuple(output_size))
         self.spatial_scale = spatial_scale
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned

@@ -114,6 +114,7 @@ class Instances:
         for name in instance_lists[0]._fields:
             values = [inst.get(name) for inst in instance_lists]
             first = values[0]
+            merged: Any
             if isinstance(first, torch.Tensor):
                 merged = torch.cat(values, dim=0)
             elif isinstance(first, list):
