@@ -8,6 +8,7 @@ coarser levels: a stride-2 max-pool of P5 (R-CNN's P6) or two stride-2 convs (Re
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -83,8 +84,14 @@ class FPN(Backbone):
             raise ValueError(
                 f"FPN inputs {missing} are not outputs of the backbone ({list(shapes)})"
             )
-        strides = [shapes[f].stride for f in in_features]
-        channels = [shapes[f].channels for f in in_features]
+        strides: list[int] = []
+        channels: list[int] = []
+        for f in in_features:
+            stride, in_ch = shapes[f].stride, shapes[f].channels
+            if stride is None or in_ch is None:
+                raise ValueError(f"FPN input {f!r} needs a stride and channels, got {shapes[f]}")
+            strides.append(stride)
+            channels.append(in_ch)
         for prev, cur in zip(strides[:-1], strides[1:]):
             if cur != 2 * prev:
                 raise ValueError(f"FPN needs strides that double level to level, got {strides}")
@@ -120,7 +127,8 @@ class FPN(Backbone):
         self._out_feature_strides = {f"p{int(math.log2(s))}": s for s in strides}
         if top_block is not None:
             last = int(math.log2(strides[-1]))
-            for k in range(1, top_block.num_levels + 1):
+            # A top block declares `num_levels: int` and `in_feature: str` (see LastLevelMaxPool).
+            for k in range(1, cast(int, top_block.num_levels) + 1):
                 self._out_feature_strides[f"p{last + k}"] = 2 ** (last + k)
         self._out_features = list(self._out_feature_strides)
         self._out_feature_channels = {name: out_channels for name in self._out_features}
@@ -144,7 +152,7 @@ class FPN(Backbone):
                 prev = prev / 2
             results.insert(0, output_conv(prev))
         if self.top_block is not None:
-            source = self.top_block.in_feature
+            source = cast(str, self.top_block.in_feature)
             if source in bottom_up:
                 top_input = bottom_up[source]
             else:

@@ -8,6 +8,7 @@ conv), grouped 3x3 convs (ResNeXt), a dilated res5 (the "DC5" models), freezing 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -178,10 +179,11 @@ class ResNet(Backbone):
             name = f"res{i + 2}"
             self.add_module(name, nn.Sequential(*blocks))
             self.stage_names.append(name)
+            # Blocks carry int `stride` and `out_channels` attributes (torch types them loosely).
             for block in blocks:
-                current_stride *= block.stride
+                current_stride *= cast(int, block.stride)
             self._out_feature_strides[name] = current_stride
-            self._out_feature_channels[name] = blocks[-1].out_channels
+            self._out_feature_channels[name] = cast(int, blocks[-1].out_channels)
         unknown = set(out_features) - set(self._out_feature_strides)
         if unknown:
             raise ValueError(f"unknown ResNet outputs {sorted(unknown)}; have {self.stage_names}")

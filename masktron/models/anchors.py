@@ -107,5 +107,5 @@ class DefaultAnchorGenerator(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> list[Boxes]:
         """Anchors for feature maps (N, C, H_l, W_l) -> per level Boxes of (H_l*W_l*A_l, 4)."""
-        grid_sizes = [tuple(f.shape[-2:]) for f in features]
+        grid_sizes = [(f.shape[-2], f.shape[-1]) for f in features]
         return [Boxes(a) for a in self._grid_anchors(grid_sizes)]

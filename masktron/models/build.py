@@ -39,6 +39,12 @@ logger = logging.getLogger(__name__)
 _STAGE_INDEX = {"stem": 0, "res2": 1, "res3": 2, "res4": 3, "res5": 4}
 
 
+def _known(value: int | None, what: str) -> int:
+    """A ShapeSpec field that backbones and heads always fill (the dataclass allows None)."""
+    assert value is not None, f"a feature map without {what}"
+    return value
+
+
 def _norm_factory(name: str) -> Callable[[int], nn.Module | None]:
     return lambda channels: get_norm(name, channels)
 
@@ -118,7 +124,9 @@ def build_retinanet_resnet_fpn_backbone(cfg: CfgNode) -> FPN:
         in_features=cfg.MODEL.FPN.IN_FEATURES,
         out_channels=out_channels,
         norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelP6P7(bottom_up.output_shape()["res5"].channels, out_channels, "res5"),
+        top_block=LastLevelP6P7(
+            _known(bottom_up.output_shape()["res5"].channels, "channels"), out_channels, "res5"
+        ),
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )
 
@@ -144,7 +152,7 @@ def build_anchor_generator(cfg: CfgNode, shapes: list[ShapeSpec]) -> DefaultAnch
     return DefaultAnchorGenerator(
         sizes=a.SIZES,
         aspect_ratios=a.ASPECT_RATIOS,
-        strides=[s.stride for s in shapes],
+        strides=[_known(s.stride, "stride") for s in shapes],
         offset=a.OFFSET,
     )
 
@@ -164,7 +172,7 @@ def build_rpn(cfg: CfgNode, shapes: dict[str, ShapeSpec]) -> RPN:
     return RPN(
         in_features=r.IN_FEATURES,
         head=StandardRPNHead(
-            in_channels=in_shapes[0].channels,
+            in_channels=_known(in_shapes[0].channels, "channels"),
             num_anchors=anchors.num_cell_anchors[0],
             conv_dims=r.CONV_DIMS,
         ),
@@ -219,7 +227,7 @@ def build_mask_head(cfg: CfgNode, in_channels: int) -> MaskRCNNConvUpsampleHead:
 def _pooler(head: CfgNode, shapes: list[ShapeSpec]) -> ROIPooler:
     return ROIPooler(
         output_size=head.POOLER_RESOLUTION,
-        scales=[1.0 / s.stride for s in shapes],
+        scales=[1.0 / _known(s.stride, "stride") for s in shapes],
         sampling_ratio=head.POOLER_SAMPLING_RATIO,
         pooler_type=head.POOLER_TYPE,
     )
@@ -256,7 +264,7 @@ def build_roi_heads(cfg: CfgNode, shapes: dict[str, ShapeSpec]) -> nn.Module:
         proposal_append_gt=h.PROPOSAL_APPEND_GT,
     )
     in_shapes = [shapes[f] for f in h.IN_FEATURES]
-    channels = in_shapes[0].channels
+    channels = _known(in_shapes[0].channels, "channels")
     if h.NAME == "Res5ROIHeads":
         res5, out_channels = _res5_head(cfg)
         return Res5ROIHeads(
@@ -286,7 +294,7 @@ def build_roi_heads(cfg: CfgNode, shapes: dict[str, ShapeSpec]) -> nn.Module:
         box_in_features=h.IN_FEATURES,
         box_pooler=_pooler(b, in_shapes),
         box_head=box_head,
-        box_predictor=build_box_predictor(cfg, box_head.output_shape.channels),
+        box_predictor=build_box_predictor(cfg, _known(box_head.output_shape.channels, "channels")),
         mask_in_features=h.IN_FEATURES if mask_on else None,
         mask_pooler=_pooler(cfg.MODEL.ROI_MASK_HEAD, in_shapes) if mask_on else None,
         mask_head=build_mask_head(cfg, channels) if mask_on else None,

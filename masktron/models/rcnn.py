@@ -49,6 +49,9 @@ class GeneralizedRCNN(nn.Module):
         input_format: "BGR" or "RGB": the channel order the weights expect.
     """
 
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
+
     def __init__(
         self,
         *,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -25,7 +27,12 @@ class StandardRPNHead(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int, num_anchors: int, box_dim: int = 4, conv_dims: list[int] = (-1,)
+        self,
+        *,
+        in_channels: int,
+        num_anchors: int,
+        box_dim: int = 4,
+        conv_dims: Sequence[int] = (-1,),
     ):
         super().__init__()
         dims = [in_channels if d == -1 else d for d in conv_dims]
@@ -43,6 +50,7 @@ class StandardRPNHead(nn.Module):
         for layer in self.modules():
             if isinstance(layer, nn.Conv2d):
                 nn.init.normal_(layer.weight, std=0.01)
+                assert layer.bias is not None  # every conv here is built with a bias
                 nn.init.constant_(layer.bias, 0)
 
     def forward(

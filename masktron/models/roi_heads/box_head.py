@@ -38,6 +38,8 @@ class FastRCNNConvFCHead(nn.Module):
     ):
         super().__init__()
         channels, h, w = input_shape.channels, input_shape.height, input_shape.width
+        if channels is None:
+            raise ValueError("FastRCNNConvFCHead needs input_shape.channels")
         self.conv_norm_relus: list[nn.Module] = []
         for k, dim in enumerate(conv_dims):
             conv = conv3x3_norm_relu(channels, dim, conv_norm)

@@ -73,6 +73,8 @@ class MaskRCNNConvUpsampleHead(nn.Module):
             raise ValueError("conv_dims needs at least the deconv's channels")
         self.loss_weight = loss_weight
         channels = input_shape.channels
+        if channels is None:
+            raise ValueError("MaskRCNNConvUpsampleHead needs input_shape.channels")
         self.conv_norm_relus: list[nn.Module] = []
         for k, dim in enumerate(conv_dims[:-1]):
             conv = conv3x3_norm_relu(channels, dim, conv_norm)
@@ -83,6 +85,7 @@ class MaskRCNNConvUpsampleHead(nn.Module):
         self.predictor = nn.Conv2d(conv_dims[-1], num_classes, kernel_size=1)
         c2_msra_fill(self.deconv)
         nn.init.normal_(self.predictor.weight, std=0.001)
+        assert self.predictor.bias is not None  # nn.Conv2d's default bias=True
         nn.init.constant_(self.predictor.bias, 0)
 
     def layers(self, x: torch.Tensor) -> torch.Tensor:

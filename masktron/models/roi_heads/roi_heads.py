@@ -132,7 +132,9 @@ class StandardROIHeads(ROIHeads):
         self.box_head = box_head
         self.box_predictor = box_predictor
         self.mask_on = mask_head is not None
-        if self.mask_on:
+        if mask_head is not None:
+            if mask_pooler is None:
+                raise ValueError("StandardROIHeads: a mask_head needs a mask_pooler")
             self.mask_in_features = list(mask_in_features or box_in_features)
             self.mask_pooler = mask_pooler
             self.mask_head = mask_head
@@ -211,7 +213,7 @@ class Res5ROIHeads(ROIHeads):
         self.res5 = res5
         self.box_predictor = box_predictor
         self.mask_on = mask_head is not None
-        if self.mask_on:
+        if mask_head is not None:
             self.mask_head = mask_head
 
     def _shared_roi_transform(self, features: list[torch.Tensor], boxes: list[Boxes]):
