@@ -13,7 +13,7 @@ import ast
 import difflib
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -39,7 +39,7 @@ class UnknownKeyError(ConfigError, KeyError):
 def _all_keys(node: DictConfig, prefix: str = "") -> list[str]:
     keys = []
     for name in node.keys():
-        path = f"{prefix}{name}"
+        path = f"{prefix}{name!s}"
         keys.append(path)
         value = node._get_node(name)
         if isinstance(value, DictConfig):
@@ -205,7 +205,8 @@ class CfgNode:
         data.pop(BASE_KEY, None)
         self._check_keys(self._node, _decode(data), source)
         try:
-            merged = OmegaConf.merge(self._node, _decode(data))
+            # Merging into a DictConfig gives a DictConfig (OmegaConf's stub returns any config).
+            merged = cast(DictConfig, OmegaConf.merge(self._node, _decode(data)))
         except ReadonlyConfigError:
             raise ConfigError(f"{source}: the config is frozen (defrost() first)") from None
         except OmegaConfBaseException as e:
@@ -237,7 +238,10 @@ class CfgNode:
 
     def clone(self) -> CfgNode:
         node = OmegaConf.structured(Config) if self._node._get_parent() is None else None
-        copy = OmegaConf.merge(node, self._node) if node is not None else self._node.copy()
+        copy = cast(
+            DictConfig,
+            OmegaConf.merge(node, self._node) if node is not None else self._node.copy(),
+        )
         OmegaConf.set_struct(copy, True)
         OmegaConf.set_readonly(copy, False)
         return CfgNode(copy)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -324,7 +324,8 @@ def build_detection_test_loader(
     return torchdata.DataLoader(
         MapDataset(dataset, mapper),
         batch_size=batch_size,
-        sampler=sampler if sampler is not None else InferenceSampler(len(dataset)),
+        # A test dataset is map-style and has a length (torch's Dataset type declares none).
+        sampler=sampler if sampler is not None else InferenceSampler(len(cast(Sized, dataset))),
         drop_last=False,
         num_workers=num_workers,
         collate_fn=collate_fn or trivial_batch_collator,

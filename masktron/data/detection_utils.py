@@ -8,7 +8,7 @@ annotations (box, polygons, RLE) with the same `Transform` as the image, turning
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -95,6 +95,8 @@ def transform_instance_annotations(
     """
     if isinstance(transforms, (list, tuple)):
         transforms = T.TransformList(transforms)
+    else:  # one Transform (or an object with the same methods)
+        transforms = cast(T.Transform, transforms)
     if "keypoints" in annotation:
         raise NotImplementedError("keypoint annotations are not supported by masktron")
     bbox = BoxMode.convert(list(annotation["bbox"]), annotation["bbox_mode"], BoxMode.XYXY_ABS)

@@ -50,7 +50,8 @@ def convert_to_coco_dict(dataset_name: str) -> dict:
     categories = [
         {"id": original_id(i), "name": name} for i, name in enumerate(metadata.thing_classes)
     ]
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for index, record in enumerate(dataset_dicts):
         image = {
             "id": record.get("image_id", index),

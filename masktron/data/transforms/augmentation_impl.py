@@ -97,7 +97,8 @@ class Resize(Augmentation):
         self.interp = interp
 
     def get_transform(self, image: np.ndarray) -> Transform:
-        return ResizeTransform(image.shape[0], image.shape[1], *self.shape, self.interp)
+        new_h, new_w = self.shape
+        return ResizeTransform(image.shape[0], image.shape[1], new_h, new_w, self.interp)
 
 
 class RandomFlip(Augmentation):

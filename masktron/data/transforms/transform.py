@@ -32,7 +32,7 @@ __all__ = [
     "VFlipTransform",
 ]
 
-_PIL_TO_TORCH_MODE = {
+_PIL_TO_TORCH_MODE: dict[int, str] = {
     Image.Resampling.NEAREST: "nearest",
     Image.Resampling.BILINEAR: "bilinear",
     Image.Resampling.BICUBIC: "bicubic",
@@ -67,8 +67,8 @@ class Transform:
         # (N, 4) -> (N, 4 corners, 2): (x0, y0), (x1, y0), (x0, y1), (x1, y1)
         corner_index = np.array([(0, 1), (2, 1), (0, 3), (2, 3)]).flatten()
         coords = np.asarray(box, dtype=np.float64).reshape(-1, 4)[:, corner_index].reshape(-1, 2)
-        coords = self.apply_coords(coords).reshape(-1, 4, 2)  # (N*4, 2) -> (N, 4, 2)
-        return np.concatenate([coords.min(axis=1), coords.max(axis=1)], axis=1)
+        corners = self.apply_coords(coords).reshape(-1, 4, 2)  # (N*4, 2) -> (N, 4, 2)
+        return np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
 
     def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
         """Each polygon an (K, 2) array of (x, y) points."""
@@ -92,6 +92,8 @@ class Transform:
 
 class TransformList(Transform):
     """Transforms applied in sequence; nested lists are flattened."""
+
+    transforms: list[Transform]
 
     def __init__(self, transforms: Sequence[Transform]):
         flat: list[Transform] = []
