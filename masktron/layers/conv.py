@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from masktron.layers.frozen_bn import FrozenBatchNorm2d
+
 
 class Conv2d(nn.Conv2d):
     """`nn.Conv2d` followed by `self.norm` (a submodule, so its weights load as `<name>.norm.*`)
@@ -32,11 +34,17 @@ class Conv2d(nn.Conv2d):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.conv2d(
-            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
-        )
-        if self.norm is not None:
-            x = self.norm(x)
+        weight, bias, norm = self.weight, self.bias, self.norm
+        if isinstance(norm, FrozenBatchNorm2d):
+            # A frozen norm is an affine map per output channel: fold it into the conv's weight
+            # and bias instead of making two more passes over the (large) output.
+            scale, shift = norm.scale_and_shift()
+            weight = weight * scale.reshape(-1, 1, 1, 1).to(weight.dtype)  # (C,) -> (C, 1, 1, 1)
+            bias = shift if bias is None else bias * scale + shift
+            bias, norm = bias.to(weight.dtype), None
+        x = F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+        if norm is not None:
+            x = norm(x)
         if self.activation is not None:
             x = self.activation(x)
         return x

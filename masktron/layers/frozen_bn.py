@@ -34,12 +34,16 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features) - eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def scale_and_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The folded affine map, y = x * scale + shift, as two (C,) tensors."""
         scale = self.weight * (self.running_var + self.eps).rsqrt()
-        shift = self.bias - self.running_mean * scale
+        return scale, self.bias - self.running_mean * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.scale_and_shift()
         scale = scale.reshape(1, -1, 1, 1).to(x.dtype)  # (C,) -> (1, C, 1, 1)
         shift = shift.reshape(1, -1, 1, 1).to(x.dtype)  # (C,) -> (1, C, 1, 1)
-        return x * scale + shift
+        return torch.addcmul(shift, x, scale)
 
     def _load_from_state_dict(
         self, state_dict: dict, prefix: str, local_metadata: dict, strict: bool, *args: Any
