@@ -206,7 +206,7 @@ def write_outputs(
     import pycocotools.mask as mask_utils
     from PIL import Image
 
-    from masktron.checkpoint.atomic import atomic_open
+    from masktron.utils.file_io import atomic_open
     from masktron.visualization.visualizer import Visualizer
 
     mask_dir = os.path.join(out_dir, f"{stem}_masks")

@@ -144,7 +144,7 @@ def test_bad_files_exit_1(tiny_checkpoint, photo, tmp_path, capsys):
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"garbage" * 50)
     assert _run(photo, junk, out, "--point", "1,1") == 1
-    assert "junk.pth: not a readable PyTorch checkpoint" in capsys.readouterr().err
+    assert "junk.pth: not a readable weights-only PyTorch checkpoint" in capsys.readouterr().err
     assert _run(tmp_path / "nope.png", tiny_checkpoint, out, "--point", "1,1") == 1
     assert "nope.png" in capsys.readouterr().err
     args = ["sam", str(photo), "--checkpoint", str(tiny_checkpoint), "--point", "1,1"]

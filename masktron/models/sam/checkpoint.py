@@ -7,12 +7,12 @@ reported as a `SamCheckpointError` naming the file and, where relevant, the tens
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 
 import torch
 from torch import nn
+
+from masktron.checkpoint import CheckpointError, get_local_path, load_torch
 
 # Width of the ViT tokens of each released model, used to name the variant of a mismatched file.
 _VARIANT_BY_WIDTH = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
@@ -30,32 +30,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     A dict that wraps the state dict under `model` or `state_dict` (as training scripts often
     save) is unwrapped.
 
+    Args:
+        path: a local file, or a URL (downloaded once into masktron's cache).
+
     Raises:
         FileNotFoundError: no such file.
         SamCheckpointError: unreadable, truncated or not a state dict of tensors.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"SAM checkpoint not found: {path}")
+    path = get_local_path(path)  # a URL is downloaded into the cache once
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        RuntimeError,
-        pickle.UnpicklingError,
-        EOFError,
-        zipfile.BadZipFile,
-        ValueError,
-        OSError,
-        IndexError,
-        KeyError,
-        TypeError,
-        AttributeError,
-    ) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SamCheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or not saved with "
-            f"torch.save): {reason}"
-        ) from e
+        data = load_torch(path)
+    except CheckpointError as e:  # truncated, corrupt, or holding objects that could run code
+        raise SamCheckpointError(str(e)) from e
     if isinstance(data, Mapping) and not any(isinstance(v, torch.Tensor) for v in data.values()):
         for wrapper in ("model", "state_dict"):
             if isinstance(data.get(wrapper), Mapping):
