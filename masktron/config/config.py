@@ -148,7 +148,9 @@ class CfgNode:
         if key not in self._node:
             raise self._unknown(key)
         try:
-            self._node[key] = _decode(value) if isinstance(value, (tuple, list)) else value
+            value = _decode(value) if isinstance(value, (tuple, list)) else value
+            # update() converts to the declared type (cfg.SOLVER.BASE_LR = 1 -> 1.0), as yacs did
+            OmegaConf.update(self._node, key, value, merge=False)
         except ReadonlyConfigError:
             raise ConfigError(
                 f"cannot set {self._path(key)}: the config is frozen (defrost() first)"
