@@ -74,9 +74,11 @@ class ROIHeads(nn.Module):
 
     @torch.no_grad()
     def label_and_sample_proposals(
-        self, proposals: list[Instances], targets: list[Instances]
+        self, proposals: list[Instances], targets: list[Instances] | None
     ) -> list[Instances]:
         """Sampled proposals with `gt_classes` (K = background) and the matched `gt_*` fields."""
+        if targets is None:
+            raise ValueError("ROI heads need targets in training mode")
         if self.proposal_append_gt:
             proposals = add_ground_truth_to_proposals(targets, proposals)
         sampled = []
@@ -147,8 +149,6 @@ class StandardROIHeads(ROIHeads):
         targets: list[Instances] | None = None,
     ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
         if self.training:
-            if targets is None:
-                raise ValueError("ROI heads need targets in training mode")
             proposals = self.label_and_sample_proposals(proposals, targets)
             losses = self._forward_box(features, proposals)
             if self.mask_on:
@@ -227,8 +227,6 @@ class Res5ROIHeads(ROIHeads):
         targets: list[Instances] | None = None,
     ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
         if self.training:
-            if targets is None:
-                raise ValueError("ROI heads need targets in training mode")
             proposals = self.label_and_sample_proposals(proposals, targets)
         maps = [features[f] for f in self.in_features]
         box_features = self._shared_roi_transform(maps, [p.proposal_boxes for p in proposals])
