@@ -62,7 +62,8 @@ def fixture_checkpoint() -> Path:
 @functools.cache
 def fixture_sam() -> Sam:
     """ViT-B loaded from the fixture checkpoint through the public registry."""
-    return sam_model_registry["vit_b"](checkpoint=fixture_checkpoint())
+    model = sam_model_registry["vit_b"](checkpoint=fixture_checkpoint())
+    return model.to(os.environ.get("MASKTRON_TEST_DEVICE", "cpu"))
 
 
 @functools.cache

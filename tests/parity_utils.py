@@ -1,9 +1,35 @@
-"""Comparing detections with a reference's, by the rules of ../shared/fixtures/README.md."""
+"""Parity helpers: fixture-weight predictors and the comparison rules of
+../shared/fixtures/README.md. The device is the CPU unless MASKTRON_TEST_DEVICE says otherwise
+(e.g. `MASKTRON_TEST_DEVICE=cuda` to run the parity tests on a GPU)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
+from PIL import Image
 from scipy.optimize import linear_sum_assignment
+
+TEST_DEVICE = os.environ.get("MASKTRON_TEST_DEVICE", "cpu")
+
+
+def zoo_predictor(pkl: Path, config: str):
+    """A DefaultPredictor for zoo `config` with weights from the model-zoo pickle `pkl`,
+    scores kept from 0.05 (the references' setting), on TEST_DEVICE."""
+    from masktron import model_zoo
+    from masktron.engine import DefaultPredictor
+
+    cfg = model_zoo.get_config(config)
+    cfg.MODEL.WEIGHTS = str(pkl)
+    cfg.MODEL.DEVICE = TEST_DEVICE
+    cfg.MODEL.RETINANET.SCORE_THRESH_TEST = 0.05
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+    return DefaultPredictor(cfg)
+
+
+def read_rgb(shared_dir: Path, stem: str) -> np.ndarray:
+    return np.asarray(Image.open(shared_dir / "data" / "images" / f"{stem}.png").convert("RGB"))
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -31,7 +57,7 @@ def compare_detections(expected, key: str, boxes, scores, classes, masks=None) -
     pairs = [
         (i, j) for i, j in zip(rows, cols) if iou[i, j] >= 0.98 and abs(es[i] - scores[j]) <= 0.005
     ]
-    result = {"agree": len(pairs) / max(len(eb), len(boxes), 1), "pairs": len(pairs)}
+    result = {"agree": len(pairs) / max(len(eb), len(boxes), 1), "pairs": pairs}
     if masks is not None:
         em = unpack_masks(expected, key)
         ious = [(em[i] & masks[j]).sum() / max((em[i] | masks[j]).sum(), 1) for i, j in pairs]

@@ -8,8 +8,9 @@ import ast
 
 import numpy as np
 import pytest
+from parity_utils import read_rgb, zoo_predictor
 from scipy.optimize import linear_sum_assignment
-from test_retinanet_parity import STEMS, detection_agreement, read_rgb, zoo_predictor
+from test_retinanet_parity import STEMS, detection_agreement
 
 NAME = "panoptic_fpn_R_50_3x"
 
@@ -36,10 +37,8 @@ def test_segment_agreement_is_invariant_to_renumbering_and_counts_moved_pixels()
 
 
 @pytest.fixture(scope="module")
-def predictor(shared_dir, fixture_weights_module, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("zoo")
-    config = f"COCO-PanopticSegmentation/{NAME}.yaml"
-    return zoo_predictor(shared_dir, fixture_weights_module, tmp, NAME, config)
+def predictor(zoo_pkl):
+    return zoo_predictor(zoo_pkl(NAME), f"COCO-PanopticSegmentation/{NAME}.yaml")
 
 
 @pytest.mark.slow
@@ -61,12 +60,13 @@ def test_panoptic_fpn_matches_detectron2(predictor, shared_dir, stem):
     ]
     assert np.mean(ious) >= 0.97
 
-    sem_seg = out["sem_seg"]
+    sem_seg = out["sem_seg"].cpu()
     assert sem_seg.shape == (54, height, width)
     sem_agree = (sem_seg.argmax(dim=0).numpy() == expected[f"{stem}/sem_seg_argmax"]).mean()
     assert sem_agree >= 0.98, sem_agree
 
     panoptic, segments = out["panoptic_seg"]
+    panoptic = panoptic.cpu()
     assert panoptic.shape == (height, width) and str(panoptic.dtype) == "torch.int32"
     pixel_agree, matching = segment_agreement(expected[f"{stem}/panoptic"], panoptic.numpy())
     assert pixel_agree >= 0.98, pixel_agree
