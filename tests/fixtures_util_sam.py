@@ -63,6 +63,9 @@ def fixture_checkpoint() -> Path:
 def fixture_sam() -> Sam:
     """ViT-B loaded from the fixture checkpoint through the public registry."""
     model = sam_model_registry["vit_b"](checkpoint=fixture_checkpoint())
+    # full float32 on CUDA as well (no TF32): the references were computed that way
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     return model.to(os.environ.get("MASKTRON_TEST_DEVICE", "cpu"))
 
 
