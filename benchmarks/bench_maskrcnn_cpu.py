@@ -93,7 +93,8 @@ def main() -> None:
 
     @torch.inference_mode()
     def run_theirs(rgb: np.ndarray) -> int:
-        tensor = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0  # (H, W, 3) -> (3, H, W)
+        # (H, W, 3) -> (3, H, W)
+        tensor = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
         return len(theirs([tensor])[0]["boxes"])
 
     t_ours, n_ours = time_calls(run_ours, rgbs, args.repeats)

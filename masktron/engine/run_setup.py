@@ -17,6 +17,7 @@ import torch
 from masktron.engine import comm
 from masktron.engine.logger import setup_logger
 from masktron.engine.rng import seed_all_rng
+from masktron.utils.env import set_float32_precision
 from masktron.utils.file_io import atomic_open
 
 __all__ = [
@@ -127,13 +128,7 @@ def default_setup(cfg: Any, args: Any = None) -> None:
     seed_all_rng(cfg.SEED + rank)
     if not getattr(args, "eval_only", False):
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
-    precision = cfg.FLOAT32_PRECISION
-    if precision:
-        if precision not in ("highest", "high", "medium"):
-            raise ValueError(
-                f"FLOAT32_PRECISION must be '', 'highest', 'high' or 'medium', got {precision!r}"
-            )
-        torch.set_float32_matmul_precision(precision)
+    set_float32_precision(cfg.FLOAT32_PRECISION)
 
 
 def auto_scale_workers(cfg: Any, num_workers: int) -> Any:

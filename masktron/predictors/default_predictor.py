@@ -11,6 +11,7 @@ from masktron.config import CfgNode
 from masktron.data import transforms as T
 from masktron.data.catalog import MetadataCatalog
 from masktron.models.build import build_model
+from masktron.utils.env import set_float32_precision
 
 
 class DefaultPredictor:
@@ -20,7 +21,8 @@ class DefaultPredictor:
     to RGB when the model's `INPUT.FORMAT` is RGB. Each is resized as in Detectron2's testing
     (`ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)`, PIL bilinear on uint8) and the
     outputs come back in original-image pixels: `{"instances": Instances}` for detectors,
-    plus `"sem_seg"` / `"panoptic_seg"` for Panoptic FPN.
+    plus `"sem_seg"` / `"panoptic_seg"` for Panoptic FPN. A non-empty `FLOAT32_PRECISION`
+    is applied process-wide (`"highest"` turns TF32 off on GPUs, for float32-exact outputs).
 
     Example:
         predictor = DefaultPredictor(cfg)
@@ -31,6 +33,7 @@ class DefaultPredictor:
         from masktron.checkpoint import DetectionCheckpointer
 
         self.cfg = cfg.clone()
+        set_float32_precision(self.cfg.FLOAT32_PRECISION)
         self.model = build_model(self.cfg)
         self.model.eval()
         if self.cfg.DATASETS.TEST:
