@@ -17,6 +17,8 @@ from masktron.models.sam.common import LayerNorm2d
 LABEL_PADDING = -1  # "not a point": fills batches of prompts with different point counts
 LABEL_NEGATIVE = 0
 LABEL_POSITIVE = 1
+LABEL_BOX_TOP_LEFT = 2  # a box given as two labelled points (the form of SAM's ONNX interface)
+LABEL_BOX_BOTTOM_RIGHT = 3
 
 
 class PositionEmbeddingRandom(nn.Module):
@@ -116,8 +118,11 @@ class PromptEncoder(nn.Module):
         """Position codes of the image-embedding grid: (1, embed_dim, h, w)."""
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
 
-    def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
-        """(B, N, 2) xy, (B, N) labels -> (B, N (+1 padding point), embed_dim)."""
+    def embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
+        """(B, N, 2) xy, (B, N) labels -> (B, N (+1 padding point), embed_dim).
+
+        Labels: -1 padding, 0 negative, 1 positive, 2 / 3 top-left / bottom-right box corner.
+        """
         points = points + 0.5  # pixel index -> pixel centre
         if pad:
             # Without a box, a "not a point" token is appended (as SAM was trained).
@@ -127,6 +132,8 @@ class PromptEncoder(nn.Module):
         labels = labels[..., None]
         codes = codes + (labels == LABEL_NEGATIVE) * self._embedding(0)
         codes = codes + (labels == LABEL_POSITIVE) * self._embedding(1)
+        codes = codes + (labels == LABEL_BOX_TOP_LEFT) * self._embedding(2)
+        codes = codes + (labels == LABEL_BOX_BOTTOM_RIGHT) * self._embedding(3)
         return torch.where(labels == LABEL_PADDING, self.not_a_point_embed.weight, codes)
 
     def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
@@ -159,7 +166,7 @@ class PromptEncoder(nn.Module):
         parts = [torch.empty((batch, 0, self.embed_dim), device=device)]
         if points is not None:
             coords, labels = points
-            parts.append(self._embed_points(coords, labels, pad=boxes is None))
+            parts.append(self.embed_points(coords, labels, pad=boxes is None))
         if boxes is not None:
             parts.append(self._embed_boxes(boxes))
         sparse = torch.cat(parts, dim=1)
