@@ -4,6 +4,8 @@ Writes, into --out: each image drawn with its detections (same file name), `resu
 (COCO results: boxes XYWH, scores, category ids of the dataset, RLE masks, plus `file_name`),
 and for panoptic models `<stem>_panoptic.png` (COCO panoptic RGB-encoded ids) with
 `panoptic.json` (segments per image), and `<stem>_sem_seg.png` (class index per pixel).
+Proposal-only models (rpn_R_50_*) draw their 100 best proposals and write every proposal to
+`proposals.json` (`bbox` XYWH, `objectness_logit`, by image) instead of `results.json`.
 
 Examples:
   masktron predict photo.jpg --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml \\
@@ -23,6 +25,7 @@ import numpy as np
 
 from masktron.cli.main import CommandError
 
+_DRAWN_PROPOSALS = 100  # the best ones; a drawing of 1000 boxes shows nothing
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 logger = logging.getLogger(__name__)
 
@@ -152,10 +155,18 @@ def predict_images(
             outputs, bgr[:, :, ::-1], metadata, out_dir, name, image_id, results, panoptic
         )
         done += 1
-    write_json(os.path.join(out_dir, "results.json"), results)
+    write_json(os.path.join(out_dir, _results_name(predictor)), results)
     if panoptic:
         write_json(os.path.join(out_dir, "panoptic.json"), {"annotations": panoptic})
     return done, failures
+
+
+def _results_name(predictor: Any) -> str:
+    """Proposal-only models write proposals, not COCO results (they have no classes)."""
+    cfg = getattr(predictor, "cfg", None)
+    if cfg is not None and cfg.MODEL.META_ARCHITECTURE == "ProposalNetwork":
+        return "proposals.json"
+    return "results.json"
 
 
 def _dataset_ids(metadata: Any, key: str) -> dict[int, int]:
@@ -185,6 +196,14 @@ def _write_outputs(
         panoptic.append(_write_panoptic(seg.numpy(), segments, metadata, out_dir, stem, image_id))
     elif "sem_seg" in outputs:
         vis = visualizer.draw_sem_seg(outputs["sem_seg"].argmax(dim=0).to("cpu"))
+    elif "proposals" in outputs:
+        proposals = outputs["proposals"].to("cpu")
+        vis = visualizer.overlay_instances(boxes=proposals.proposal_boxes[:_DRAWN_PROPOSALS])
+        xywh = proposals.proposal_boxes.tensor.clone()
+        xywh[:, 2:] -= xywh[:, :2]  # XYXY -> XYWH
+        for box, logit in zip(xywh.tolist(), proposals.objectness_logits.tolist()):
+            record = {"image_id": image_id, "file_name": name, "bbox": box}
+            results.append(record | {"objectness_logit": logit})
     else:
         vis = visualizer.draw_instance_predictions(outputs["instances"].to("cpu"))
     if "sem_seg" in outputs:
@@ -240,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
     metadata = MetadataCatalog.get(names[0]) if names else None
     done, failures = predict_images(predictor, metadata, paths, args.out)
-    print(f"wrote {done} image(s) and results.json to {args.out}")
+    print(f"wrote {done} image(s) and {_results_name(predictor)} to {args.out}")
     if failures:
         raise CommandError(f"{len(failures)} image(s) failed: " + "; ".join(failures))
     return 0

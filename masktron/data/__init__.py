@@ -11,6 +11,7 @@ from masktron.data.build import (
     build_detection_test_loader,
     build_detection_train_loader,
     get_detection_dataset_dicts,
+    load_proposals_into_dataset,
     print_instances_class_histogram,
     trivial_batch_collator,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "detection_utils",
     "get_detection_dataset_dicts",
     "load_coco_json",
+    "load_proposals_into_dataset",
     "load_via_json",
     "print_instances_class_histogram",
     "read_image",

@@ -27,6 +27,7 @@ from masktron.data.common import DatasetFromList, MapDataset, aspect_group
 from masktron.data.dataset_mapper import DatasetMapper
 from masktron.data.detection_utils import check_metadata_consistency
 from masktron.data.image_io import get_image_size
+from masktron.data.proposals import load_proposals_into_dataset
 from masktron.data.samplers import (
     GroupedBatchSampler,
     InferenceSampler,
@@ -45,6 +46,7 @@ __all__ = [
     "build_detection_train_loader",
     "filter_images_with_only_crowd_annotations",
     "get_detection_dataset_dicts",
+    "load_proposals_into_dataset",
     "print_instances_class_histogram",
     "trivial_batch_collator",
     "worker_init_reset_seed",
@@ -92,6 +94,8 @@ def get_detection_dataset_dicts(
     Args:
         names: dataset name(s) registered in `DatasetCatalog`.
         filter_empty: drop images without a non-crowd annotation (training does).
+        proposal_files: one precomputed-proposal file per dataset of `names`, loaded into its
+            dicts (`load_proposals_into_dataset`) before the empty images are dropped.
         check_consistency: require equal `thing_classes` across the datasets.
     """
     if isinstance(names, str):
@@ -100,14 +104,23 @@ def get_detection_dataset_dicts(
         raise ValueError(
             "get_detection_dataset_dicts: no dataset names given (is DATASETS.TRAIN/TEST empty?)"
         )
-    if proposal_files:
-        raise NotImplementedError("precomputed proposal files are not supported")
+    if proposal_files is not None and len(proposal_files) != len(names):
+        raise ValueError(
+            f"{len(proposal_files)} proposal file(s) for {len(names)} dataset(s) {list(names)}: "
+            "give one per dataset (DATASETS.PROPOSAL_FILES_TRAIN/_TEST follow "
+            "DATASETS.TRAIN/TEST)"
+        )
     if min_keypoints > 0:
         raise NotImplementedError("keypoint filtering is not supported (no keypoint models)")
     per_dataset = [DatasetCatalog.get(name) for name in names]
     for name, dicts in zip(names, per_dataset):
         if not dicts:
             raise ValueError(f"dataset {name!r} is empty")
+    if proposal_files is not None:
+        per_dataset = [
+            load_proposals_into_dataset(dicts, proposal_file)
+            for dicts, proposal_file in zip(per_dataset, proposal_files)
+        ]
     dataset_dicts = list(itertools.chain.from_iterable(per_dataset))
     has_instances = "annotations" in dataset_dicts[0]
     if filter_empty and has_instances:
@@ -237,8 +250,9 @@ def build_detection_train_loader(
     """The training loader: an infinite iterable of lists of mapped dicts (one list per step).
 
     `build_detection_train_loader(cfg)` reads `DATASETS.TRAIN` (images without non-crowd
-    annotations dropped when `DATALOADER.FILTER_EMPTY_ANNOTATIONS`), `DatasetMapper(cfg, True)`,
-    `DATALOADER.SAMPLER_TRAIN`/`ASPECT_RATIO_GROUPING`/`NUM_WORKERS`,
+    annotations dropped when `DATALOADER.FILTER_EMPTY_ANNOTATIONS`; with
+    `MODEL.LOAD_PROPOSALS`, the proposals of `DATASETS.PROPOSAL_FILES_TRAIN`),
+    `DatasetMapper(cfg, True)`, `DATALOADER.SAMPLER_TRAIN`/`ASPECT_RATIO_GROUPING`/`NUM_WORKERS`,
     `SOLVER.IMS_PER_BATCH` (split over processes) and `SEED` (< 0: a random shared seed).
     Keyword arguments override those; without `cfg` give `dataset` and `mapper` (and
     `total_batch_size`).
@@ -255,7 +269,11 @@ def build_detection_train_loader(
         if cfg is None:
             raise TypeError("build_detection_train_loader needs a config or dataset=")
         dataset = get_detection_dataset_dicts(
-            list(cfg.DATASETS.TRAIN), filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+            list(cfg.DATASETS.TRAIN),
+            filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            proposal_files=(
+                list(cfg.DATASETS.PROPOSAL_FILES_TRAIN) if cfg.MODEL.LOAD_PROPOSALS else None
+            ),
         )
     if mapper is None:
         if cfg is None:
@@ -287,6 +305,22 @@ def build_detection_train_loader(
     )
 
 
+def _test_proposal_files(cfg: Any, names: list[str]) -> list[str]:
+    """The `DATASETS.PROPOSAL_FILES_TEST` entry of each name, by its index in `DATASETS.TEST`
+    (the test loader evaluates one dataset at a time, as Detectron2's does)."""
+    tests, files = list(cfg.DATASETS.TEST), list(cfg.DATASETS.PROPOSAL_FILES_TEST)
+    out = []
+    for name in names:
+        if name not in tests or tests.index(name) >= len(files):
+            raise ValueError(
+                f"MODEL.LOAD_PROPOSALS is set but dataset {name!r} has no proposal file: "
+                f"DATASETS.PROPOSAL_FILES_TEST ({files}) gives one per dataset of "
+                f"DATASETS.TEST ({tests}), in the same order"
+            )
+        out.append(files[tests.index(name)])
+    return out
+
+
 def build_detection_test_loader(
     cfg: Any = None,
     dataset_name: str | Sequence[str] | None = None,
@@ -301,8 +335,9 @@ def build_detection_test_loader(
     """The inference loader: every image once (this process's share), in order, batch 1.
 
     `build_detection_test_loader(cfg, "coco_2017_val")` maps with `DatasetMapper(cfg, False)`
-    and uses `DATALOADER.NUM_WORKERS` workers; or pass `dataset=` (a list of dicts) and
-    `mapper=`.
+    and uses `DATALOADER.NUM_WORKERS` workers; with `MODEL.LOAD_PROPOSALS` each dataset gets
+    the file of `DATASETS.PROPOSAL_FILES_TEST` at its position in `DATASETS.TEST`. Or pass
+    `dataset=` (a list of dicts) and `mapper=`.
     """
     if cfg is not None and not _is_config(cfg):
         if isinstance(cfg, (list, torchdata.Dataset)) and dataset is None:
@@ -312,7 +347,13 @@ def build_detection_test_loader(
     if dataset is None:
         if dataset_name is None:
             raise TypeError("build_detection_test_loader needs dataset_name or dataset=")
-        dataset = get_detection_dataset_dicts(dataset_name, filter_empty=False)
+        names = [dataset_name] if isinstance(dataset_name, str) else list(dataset_name)
+        proposal_files = None
+        if cfg is not None and cfg.MODEL.LOAD_PROPOSALS:
+            proposal_files = _test_proposal_files(cfg, names)
+        dataset = get_detection_dataset_dicts(
+            names, filter_empty=False, proposal_files=proposal_files
+        )
     if mapper is None:
         if cfg is None:
             raise TypeError("build_detection_test_loader needs a config or mapper=")

@@ -32,8 +32,11 @@ class DatasetMapper:
     image, ...) plus `image`, a (C, H, W) uint8 tensor of the augmented image in
     `image_format`; in training `instances` (`Instances` with `gt_boxes`, `gt_classes` and,
     with `use_instance_mask`, `gt_masks`), crowd annotations dropped and empty instances
-    filtered out; `sem_seg` (H, W) int64 when the dict has a `sem_seg_file_name`. In inference
-    the annotations are removed.
+    filtered out; `sem_seg` (H, W) int64 when the dict has a `sem_seg_file_name`; with
+    `precomputed_proposal_topk`, `proposals` (`Instances` with `proposal_boxes` and
+    `objectness_logits`, in the augmented image's frame) from the dict's `proposal_*` fields
+    (see `load_proposals_into_dataset`), in training and inference. In inference the
+    annotations are removed.
 
     Args:
         is_train: training (annotations transformed into `instances`) or inference.
@@ -42,6 +45,8 @@ class DatasetMapper:
         use_instance_mask: keep segmentations and build `gt_masks`.
         instance_mask_format: "polygon" (`PolygonMasks`) or "bitmask" (`BitMasks`).
         recompute_boxes: replace boxes by the tight boxes of the (cropped) masks.
+        precomputed_proposal_topk: keep this many of each image's precomputed proposals
+            (transformed like the image, clipped, empty ones dropped); None: leave them.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -61,6 +66,7 @@ class DatasetMapper:
         use_keypoint: bool = False,
         instance_mask_format: str = "polygon",
         recompute_boxes: bool = False,
+        precomputed_proposal_topk: int | None = None,
     ) -> None:
         if use_keypoint:
             raise NotImplementedError("keypoint annotations are not supported by masktron")
@@ -76,6 +82,7 @@ class DatasetMapper:
         self.use_instance_mask = use_instance_mask
         self.instance_mask_format = instance_mask_format
         self.recompute_boxes = recompute_boxes
+        self.proposal_topk = precomputed_proposal_topk
         mode = "training" if self.is_train else "inference"
         logger.info("[DatasetMapper] augmentations used in %s: %s", mode, self.augmentations)
 
@@ -87,9 +94,11 @@ class DatasetMapper:
         if cfg.INPUT.CROP.ENABLED and is_train:
             augs.insert(0, T.RandomCrop(cfg.INPUT.CROP.TYPE, list(cfg.INPUT.CROP.SIZE)))
             recompute_boxes = bool(cfg.MODEL.MASK_ON)
+        topk = None
         if cfg.MODEL.LOAD_PROPOSALS:
-            raise NotImplementedError(
-                "MODEL.LOAD_PROPOSALS (precomputed proposals) is not supported"
+            d = cfg.DATASETS
+            topk = (
+                d.PRECOMPUTED_PROPOSAL_TOPK_TRAIN if is_train else d.PRECOMPUTED_PROPOSAL_TOPK_TEST
             )
         return {
             "is_train": is_train,
@@ -99,6 +108,7 @@ class DatasetMapper:
             "instance_mask_format": cfg.INPUT.MASK_FORMAT,
             "use_keypoint": bool(cfg.MODEL.KEYPOINT_ON),
             "recompute_boxes": recompute_boxes,
+            "precomputed_proposal_topk": topk,
         }
 
     def __call__(self, dataset_dict: dict) -> dict:
@@ -122,6 +132,15 @@ class DatasetMapper:
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         if sem_seg_gt is not None:
             dataset_dict["sem_seg"] = torch.as_tensor(sem_seg_gt.astype("long"))
+
+        # Before the annotations go in inference: Fast R-CNN needs its proposals at test time.
+        if self.proposal_topk is not None:
+            try:
+                utils.transform_proposals(
+                    dataset_dict, image_shape, transforms, proposal_topk=self.proposal_topk
+                )
+            except (ValueError, FloatingPointError) as e:  # malformed or non-finite boxes
+                raise ValueError(f"{self._where(dataset_dict)}: proposals: {e}") from e
 
         if not self.is_train:
             dataset_dict.pop("annotations", None)

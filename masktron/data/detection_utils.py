@@ -2,7 +2,8 @@
 
 Reading images, checking their size against the dataset dict, transforming instance
 annotations (box, polygons, RLE) with the same `Transform` as the image, turning them into the
-`Instances` targets models train on, and dropping instances left empty.
+`Instances` targets models train on, and dropping instances left empty. `transform_proposals`
+(precomputed proposals) lives in `masktron.data.proposals` and is importable from here too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from masktron.data.image_io import (
     get_image_size,
     read_image,
 )
+from masktron.data.proposals import transform_proposals
 from masktron.structures import (
     BitMasks,
     Boxes,
@@ -46,6 +48,7 @@ __all__ = [
     "get_image_size",
     "read_image",
     "transform_instance_annotations",
+    "transform_proposals",
 ]
 
 

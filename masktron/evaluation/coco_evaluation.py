@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from masktron.evaluation.coco_backend import (
 )
 from masktron.evaluation.coco_checks import check_detections
 from masktron.evaluation.evaluator import DatasetEvaluator, gather_to_main
+from masktron.evaluation.proposal_recall import box_proposal_metrics
 from masktron.evaluation.rle import encode_masks
 from masktron.evaluation.table import create_small_table, per_category_table
 from masktron.utils.file_io import atomic_open
@@ -149,12 +151,20 @@ class COCOEvaluator(DatasetEvaluator):
         self._predictions: list[dict[str, Any]] = []
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
-        """Convert each image's `outputs[i]["instances"]` to COCO results (masks as RLE)."""
+        """Convert each image's `outputs[i]["instances"]` to COCO results (masks as RLE), and
+        keep its `outputs[i]["proposals"]` (proposal-only models) as arrays."""
         for inp, out in zip(inputs, outputs):
             prediction: dict[str, Any] = {"image_id": inp["image_id"]}
             if "instances" in out:
                 instances = out["instances"].to("cpu")
                 prediction["instances"] = instances_to_coco_json(instances, inp["image_id"])
+            if "proposals" in out:
+                proposals = out["proposals"].to("cpu")
+                prediction["proposals"] = {
+                    "image_id": inp["image_id"],
+                    "boxes": proposals.proposal_boxes.tensor.numpy(),
+                    "objectness_logits": proposals.objectness_logits.numpy(),
+                }
             self._predictions.append(prediction)
 
     def evaluate(self, img_ids: Sequence[Any] | None = None) -> dict[str, dict[str, float]]:
@@ -173,6 +183,40 @@ class COCOEvaluator(DatasetEvaluator):
         if not predictions:
             logger.warning("[COCOEvaluator] Did not receive valid predictions.")
             return {}
+        output: dict[str, dict[str, float]] = {}
+        if any("proposals" in p for p in predictions):
+            recall = self._eval_box_proposals(
+                [p["proposals"] for p in predictions if "proposals" in p]
+            )
+            if recall:
+                output["box_proposals"] = recall
+        if any("instances" in p for p in predictions):
+            output.update(self._eval_instances(predictions, img_ids))
+        return output
+
+    def _eval_box_proposals(self, proposals: list[dict[str, Any]]) -> dict[str, float]:
+        """AR@100/1000 (all, small, medium, large); writes `box_proposals.pkl` to `output_dir`
+        in Detectron2's proposal-file format (what `DATASETS.PROPOSAL_FILES_*` read)."""
+        if self._output_dir:
+            data = {
+                "ids": [p["image_id"] for p in proposals],
+                "boxes": [p["boxes"] for p in proposals],
+                "objectness_logits": [p["objectness_logits"] for p in proposals],
+                "bbox_mode": 0,  # BoxMode.XYXY_ABS
+            }
+            path = os.path.join(self._output_dir, "box_proposals.pkl")
+            with atomic_open(path, "wb") as f:
+                pickle.dump(data, f)
+            logger.info("Saved proposals to %s", path)
+        if not self._gt.has_annotations:
+            return {}
+        res = box_proposal_metrics(proposals, self._gt.dataset)
+        logger.info("Proposal metrics:\n%s", create_small_table(res))
+        return res
+
+    def _eval_instances(
+        self, predictions: list[dict[str, Any]], img_ids: Sequence[Any] | None
+    ) -> dict[str, dict[str, float]]:
         results = [r for p in predictions for r in p.get("instances", [])]
         self._map_classes(results)
         if self._output_dir:

@@ -23,12 +23,11 @@ S3_PREFIX = "https://dl.fbaipublicfiles.com/detectron2/"
 class ZooEntry:
     """One trained model: where its weights are and what it scored when published."""
 
-    url_suffix: (
-        str  # "<model id>/model_final_<sha256 prefix>.pkl", or a file shipped in the package
-    )
+    url_suffix: str  # "<model id>/model_final_<md5 prefix>.pkl", or a file shipped in the package
     box_ap: float | None = None
     mask_ap: float | None = None
     pq: float | None = None
+    proposal_ar: float | None = None  # AR@1000 of proposal-only (RPN) models
 
 
 # config name (without .yaml) -> entry; figures from Detectron2's MODEL_ZOO.md.
@@ -48,6 +47,11 @@ ZOO: dict[str, ZooEntry] = {
     "COCO-Detection/retinanet_R_50_FPN_1x": ZooEntry("190397773/model_final_bfca0b.pkl", 37.4),
     "COCO-Detection/retinanet_R_50_FPN_3x": ZooEntry("190397829/model_final_5bd44e.pkl", 38.7),
     "COCO-Detection/retinanet_R_101_FPN_3x": ZooEntry("190397697/model_final_971ab9.pkl", 40.4),
+    "COCO-Detection/rpn_R_50_C4_1x": ZooEntry("137258005/model_final_450694.pkl", proposal_ar=51.6),
+    "COCO-Detection/rpn_R_50_FPN_1x": ZooEntry(
+        "137258492/model_final_02ce48.pkl", proposal_ar=58.0
+    ),
+    "COCO-Detection/fast_rcnn_R_50_FPN_1x": ZooEntry("137635226/model_final_e5f7ce.pkl", 37.8),
     "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x": ZooEntry(
         "137259246/model_final_9243eb.pkl", 36.8, 32.2
     ),

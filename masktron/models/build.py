@@ -24,6 +24,7 @@ from masktron.models.box_coder import Box2BoxTransform
 from masktron.models.build_dense import build_panoptic_fpn, build_retinanet
 from masktron.models.matcher import Matcher
 from masktron.models.poolers import ROIPooler
+from masktron.models.proposal_network import ProposalNetwork
 from masktron.models.rcnn import GeneralizedRCNN
 from masktron.models.roi_heads import (
     FastRCNNConvFCHead,
@@ -303,17 +304,39 @@ def build_roi_heads(cfg: CfgNode, shapes: dict[str, ShapeSpec]) -> nn.Module:
 
 
 def build_rcnn(cfg: CfgNode) -> GeneralizedRCNN:
-    """Faster R-CNN / Mask R-CNN (FPN, C4 or DC5 layouts) from the config."""
+    """Faster R-CNN / Mask R-CNN (FPN, C4 or DC5 layouts) from the config, or Fast R-CNN
+    (`PROPOSAL_GENERATOR.NAME` "PrecomputedProposals": proposals come with the inputs)."""
     if cfg.MODEL.KEYPOINT_ON:
         raise ValueError("keypoint heads (MODEL.KEYPOINT_ON) are not supported yet")
-    if cfg.MODEL.LOAD_PROPOSALS:
-        raise ValueError("precomputed proposals (MODEL.LOAD_PROPOSALS) are not supported")
+    name = cfg.MODEL.PROPOSAL_GENERATOR.NAME
+    if name not in ("RPN", "PrecomputedProposals"):
+        raise ValueError(
+            f"MODEL.PROPOSAL_GENERATOR.NAME {name!r} is not one of 'RPN', 'PrecomputedProposals'"
+        )
+    if name == "PrecomputedProposals" and not cfg.MODEL.LOAD_PROPOSALS:
+        logger.warning(
+            "PROPOSAL_GENERATOR.NAME is PrecomputedProposals but MODEL.LOAD_PROPOSALS is False: "
+            "the data loaders will give the model no proposals"
+        )
     backbone = build_backbone(cfg)
     shapes = backbone.output_shape()
     return GeneralizedRCNN(
         backbone=backbone,
-        proposal_generator=build_rpn(cfg, shapes),
+        # Fast R-CNN: no proposal generator; the inputs carry proposals from a file.
+        proposal_generator=build_rpn(cfg, shapes) if name == "RPN" else None,
         roi_heads=build_roi_heads(cfg, shapes),
+        pixel_mean=cfg.MODEL.PIXEL_MEAN,
+        pixel_std=cfg.MODEL.PIXEL_STD,
+        input_format=cfg.INPUT.FORMAT,
+    )
+
+
+def build_proposal_network(cfg: CfgNode) -> ProposalNetwork:
+    """A backbone and an RPN alone (Detectron2's `rpn_R_50_*` models)."""
+    backbone = build_backbone(cfg)
+    return ProposalNetwork(
+        backbone=backbone,
+        proposal_generator=build_rpn(cfg, backbone.output_shape()),
         pixel_mean=cfg.MODEL.PIXEL_MEAN,
         pixel_std=cfg.MODEL.PIXEL_STD,
         input_format=cfg.INPUT.FORMAT,
@@ -322,6 +345,7 @@ def build_rcnn(cfg: CfgNode) -> GeneralizedRCNN:
 
 META_ARCHITECTURES: dict[str, Callable[[CfgNode], nn.Module]] = {
     "GeneralizedRCNN": build_rcnn,
+    "ProposalNetwork": build_proposal_network,
     "RetinaNet": build_retinanet,
     "PanopticFPN": build_panoptic_fpn,
 }

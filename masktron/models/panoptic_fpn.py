@@ -132,7 +132,7 @@ class PanopticFPN(GeneralizedRCNN):
         ).tensor.long()  # (N, H, W), padding ignored
         _, losses = self.sem_seg_head(features, gt_sem_seg)
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
-        proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
+        proposals, proposal_losses = self._proposals(images, features, batched_inputs, gt_instances)
         _, detector_losses = self.roi_heads(images, features, proposals, gt_instances)
         losses.update(proposal_losses)
         losses.update({k: v * self.instance_loss_weight for k, v in detector_losses.items()})
@@ -144,7 +144,7 @@ class PanopticFPN(GeneralizedRCNN):
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
         sem_seg_logits, _ = self.sem_seg_head(features)
-        proposals, _ = self.proposal_generator(images, features, None)
+        proposals, _ = self._proposals(images, features, batched_inputs, None)
         detections, _ = self.roi_heads(images, features, proposals, None)
         if not do_postprocess:
             return detections, sem_seg_logits

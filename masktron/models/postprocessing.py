@@ -15,13 +15,19 @@ def detector_postprocess(
     paste (R, 1, M, M) mask probabilities into (R, H, W) bool masks.
 
     Args:
-        results: detections in the coordinates of the network input (`results.image_size`).
+        results: detections (`pred_boxes`) or proposals (`proposal_boxes`) in the coordinates
+            of the network input (`results.image_size`).
         output_height, output_width: the size wanted, usually the original image's.
     """
     scale_x = output_width / results.image_size[1]
     scale_y = output_height / results.image_size[0]
     out = Instances((output_height, output_width), **results.get_fields())
-    boxes = out.pred_boxes
+    if out.has("pred_boxes"):
+        boxes = out.pred_boxes
+    elif out.has("proposal_boxes"):
+        boxes = out.proposal_boxes
+    else:
+        raise ValueError("results to rescale need pred_boxes or proposal_boxes")
     boxes.scale(scale_x, scale_y)
     boxes.clip(out.image_size)
     out = out[boxes.nonempty()]

@@ -1,7 +1,9 @@
-"""`GeneralizedRCNN`: backbone -> proposal generator -> RoI heads (Faster/Mask R-CNN)."""
+"""`GeneralizedRCNN`: backbone -> proposal generator -> RoI heads (Faster/Mask R-CNN), or
+backbone -> precomputed proposals -> RoI heads (Fast R-CNN)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -32,19 +34,12 @@ def preprocess_images(
     return ImageList.from_tensors(images, size_divisibility)
 
 
-class GeneralizedRCNN(nn.Module):
-    """Two-stage detector with Detectron2's input and output format.
-
-    `forward(batched_inputs)` takes a list of dicts, one per image: `image` (3, H, W) tensor in
-    `input_format` channel order with 0-255 values, resized already; optional `height`, `width`
-    (the size wanted for the output, normally the original image's); in training `instances`
-    with `gt_boxes`, `gt_classes` (and `gt_masks`). Inference returns a list of
-    `{"instances": Instances}`; training returns a dict of losses.
+class DetectorInput(nn.Module):
+    """What every Detectron2-style detector does with its input dicts: hold the pixel
+    normalisation, and normalise and pad `image` tensors into an `ImageList` for its backbone.
 
     Args:
         backbone: features with `size_divisibility`.
-        proposal_generator: e.g. `RPN`.
-        roi_heads: e.g. `StandardROIHeads`.
         pixel_mean, pixel_std: per-channel normalisation, in `input_format` order.
         input_format: "BGR" or "RGB": the channel order the weights expect.
     """
@@ -56,16 +51,12 @@ class GeneralizedRCNN(nn.Module):
         self,
         *,
         backbone: Backbone,
-        proposal_generator: nn.Module,
-        roi_heads: nn.Module,
-        pixel_mean: tuple[float, ...],
-        pixel_std: tuple[float, ...],
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
         input_format: str = "BGR",
     ):
         super().__init__()
         self.backbone = backbone
-        self.proposal_generator = proposal_generator
-        self.roi_heads = roi_heads
         self.input_format = input_format
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
@@ -82,6 +73,42 @@ class GeneralizedRCNN(nn.Module):
             batched_inputs, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
         )
 
+
+class GeneralizedRCNN(DetectorInput):
+    """Two-stage detector with Detectron2's input and output format.
+
+    `forward(batched_inputs)` takes a list of dicts, one per image: `image` (3, H, W) tensor in
+    `input_format` channel order with 0-255 values, resized already; optional `height`, `width`
+    (the size wanted for the output, normally the original image's); in training `instances`
+    with `gt_boxes`, `gt_classes` (and `gt_masks`); without a proposal generator, `proposals`
+    (`Instances` of the image's (H, W) with `proposal_boxes` in its pixels and
+    `objectness_logits`, as `DatasetMapper` makes them from a proposal file). Inference returns
+    a list of `{"instances": Instances}`; training returns a dict of losses.
+
+    Args:
+        backbone: features with `size_divisibility`.
+        proposal_generator: e.g. `RPN`; None (Fast R-CNN) reads each input's `proposals`.
+        roi_heads: e.g. `StandardROIHeads`.
+        pixel_mean, pixel_std: per-channel normalisation, in `input_format` order.
+        input_format: "BGR" or "RGB": the channel order the weights expect.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        proposal_generator: nn.Module | None,
+        roi_heads: nn.Module,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        input_format: str = "BGR",
+    ):
+        super().__init__(
+            backbone=backbone, pixel_mean=pixel_mean, pixel_std=pixel_std, input_format=input_format
+        )
+        self.proposal_generator = proposal_generator
+        self.roi_heads = roi_heads
+
     def forward(self, batched_inputs: list[dict[str, Any]]):
         if not self.training:
             return self.inference(batched_inputs)
@@ -90,7 +117,7 @@ class GeneralizedRCNN(nn.Module):
             raise KeyError("training inputs need 'instances' with gt_boxes and gt_classes")
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
         features = self.backbone(images.tensor)
-        proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
+        proposals, proposal_losses = self._proposals(images, features, batched_inputs, gt_instances)
         _, detector_losses = self.roi_heads(images, features, proposals, gt_instances)
         return {**detector_losses, **proposal_losses}
 
@@ -100,11 +127,41 @@ class GeneralizedRCNN(nn.Module):
         """Detections per image: rescaled to `height` x `width` when `do_postprocess`."""
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
-        proposals, _ = self.proposal_generator(images, features, None)
+        proposals, _ = self._proposals(images, features, batched_inputs, None)
         results, _ = self.roi_heads(images, features, proposals, None)
         if not do_postprocess:
             return results
         return self._postprocess(results, batched_inputs, images.image_sizes)
+
+    def _proposals(
+        self,
+        images: ImageList,
+        features: dict[str, torch.Tensor],
+        batched_inputs: list[dict[str, Any]],
+        gt_instances: list[Instances] | None,
+    ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
+        """The proposal generator's proposals and losses, or the inputs' precomputed ones."""
+        if self.proposal_generator is not None:
+            return self.proposal_generator(images, features, gt_instances)
+        missing = [i for i, x in enumerate(batched_inputs) if "proposals" not in x]
+        if missing:
+            raise ValueError(
+                f"this model has no proposal generator (MODEL.PROPOSAL_GENERATOR.NAME = "
+                f"'PrecomputedProposals') and needs precomputed proposals, but input(s) {missing} "
+                "have no 'proposals'. Load them with MODEL.LOAD_PROPOSALS = True and "
+                "DATASETS.PROPOSAL_FILES_TEST through build_detection_test_loader(cfg, name) "
+                "(DATASETS.PROPOSAL_FILES_TRAIN for training), or give each input dict "
+                "'proposals': Instances with proposal_boxes and objectness_logits"
+            )
+        proposals = [x["proposals"].to(self.device) for x in batched_inputs]
+        for i, (p, size) in enumerate(zip(proposals, images.image_sizes)):
+            if tuple(p.image_size) != tuple(size):
+                raise ValueError(
+                    f"input {i}: its proposals are for an image of (H, W) = {p.image_size} but "
+                    f"the image is {tuple(size)}: transform them with the image (DatasetMapper "
+                    "does, given precomputed_proposal_topk)"
+                )
+        return proposals, {}
 
     @staticmethod
     def _postprocess(

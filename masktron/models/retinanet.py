@@ -23,8 +23,8 @@ from masktron.layers.losses import giou_loss, sigmoid_focal_loss, smooth_l1_loss
 from masktron.models.anchors import DefaultAnchorGenerator
 from masktron.models.box_coder import Box2BoxTransform
 from masktron.models.matcher import Matcher
-from masktron.models.rcnn import GeneralizedRCNN, preprocess_images
-from masktron.structures import Boxes, ImageList, Instances, pairwise_iou
+from masktron.models.rcnn import DetectorInput, GeneralizedRCNN
+from masktron.structures import Boxes, Instances, pairwise_iou
 
 
 class RetinaNetHead(nn.Module):
@@ -221,7 +221,7 @@ def retinanet_inference_single_image(
     )
 
 
-class RetinaNet(nn.Module):
+class RetinaNet(DetectorInput):
     """RetinaNet with Detectron2's input and output format (see `GeneralizedRCNN`).
 
     Args:
@@ -237,9 +237,6 @@ class RetinaNet(nn.Module):
             inference (see `retinanet_inference_single_image`).
         pixel_mean, pixel_std, input_format: input normalisation, as `GeneralizedRCNN`.
     """
-
-    pixel_mean: torch.Tensor
-    pixel_std: torch.Tensor
 
     def __init__(
         self,
@@ -263,12 +260,13 @@ class RetinaNet(nn.Module):
         pixel_std: Sequence[float],
         input_format: str = "BGR",
     ):
-        super().__init__()
+        super().__init__(
+            backbone=backbone, pixel_mean=pixel_mean, pixel_std=pixel_std, input_format=input_format
+        )
         if box_reg_loss_type not in ("smooth_l1", "giou"):
             raise ValueError(
                 f"RetinaNet box loss must be smooth_l1 or giou, got {box_reg_loss_type!r}"
             )
-        self.backbone = backbone
         self.head = head
         self.head_in_features = list(head_in_features)
         self.anchor_generator = anchor_generator
@@ -283,24 +281,11 @@ class RetinaNet(nn.Module):
         self.test_topk_candidates = test_topk_candidates
         self.test_nms_thresh = test_nms_thresh
         self.max_detections_per_image = max_detections_per_image
-        self.input_format = input_format
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         # Detectron2 divides the losses by an exponential moving average of the number of
         # foreground anchors (momentum 0.9, from 100): with one image per GPU the raw count
         # varies too much. It is training state, not a weight: it is not saved.
         self.loss_normalizer = 100.0
         self.loss_normalizer_momentum = 0.9
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs: list[dict[str, Any]]) -> ImageList:
-        """Normalise and pad the images into one batch, exactly as the R-CNN family does."""
-        return preprocess_images(
-            batched_inputs, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
-        )
 
     def forward(self, batched_inputs: list[dict[str, Any]]) -> Any:
         """Training: a dict of `loss_cls`, `loss_box_reg`. Inference: per image

@@ -118,3 +118,24 @@ def test_predict_panoptic_writes_id_map_segments_and_semantic_map(zoo_pkl, share
     sem = np.asarray(Image.open(out / "coins_sem_seg.png"))
     assert sem.shape == (height, width) and sem.max() < 54
     assert (out / "coins.png").exists()
+
+
+def test_predict_with_a_proposal_model_writes_proposals(mask_rcnn_zoo_pkl, shared_dir, tmp_path):
+    # rpn_R_50_FPN_1x shares the backbone and RPN names of the Mask R-CNN fixture weights
+    photo = shared_dir / "data" / "images" / "coins.png"
+    out = tmp_path / "out"
+    args = ["predict", str(photo), "--config", "COCO-Detection/rpn_R_50_FPN_1x.yaml"]
+    args += ["--weights", str(mask_rcnn_zoo_pkl), "--device", "cpu", "--out", str(out), *FAST]
+    assert main(args) == 0
+    assert not (out / "results.json").exists()
+    proposals = json.loads((out / "proposals.json").read_text())
+    assert 100 < len(proposals) <= 2000  # POST_NMS_TOPK_TEST of the config
+    logits = [p["objectness_logit"] for p in proposals]
+    assert logits == sorted(logits, reverse=True)
+    height, width = np.asarray(Image.open(photo)).shape[:2]
+    for p in proposals:
+        x, y, w, h = p["bbox"]
+        assert p["file_name"] == "coins.png" and w > 0 and h > 0
+        assert 0 <= x and 0 <= y and x + w <= width + 1e-3 and y + h <= height + 1e-3
+    drawn = np.asarray(Image.open(out / "coins.png").convert("RGB"))
+    assert not np.array_equal(drawn, np.asarray(Image.open(photo).convert("RGB")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -40,3 +41,14 @@ def fresh_name(request: pytest.FixtureRequest):
     for catalog in (DatasetCatalog, MetadataCatalog):
         for key in [k for k in catalog if any(k.startswith(n) for n in names)]:
             catalog.remove(key)
+
+
+@pytest.fixture
+def coco_train(shared_data: Path, fresh_name) -> tuple[str, dict]:
+    """coco_sample's train split registered under a fresh name, and its raw JSON."""
+    from masktron.data import register_coco_instances
+
+    json_file = shared_data / "coco_sample/annotations/instances_train2017.json"
+    name = fresh_name()
+    register_coco_instances(name, {}, json_file, shared_data / "coco_sample/images/train2017")
+    return name, json.loads(json_file.read_text())

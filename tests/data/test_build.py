@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import pickle
 
 import numpy as np
@@ -17,17 +16,8 @@ from masktron.data import (
     build_detection_test_loader,
     build_detection_train_loader,
     get_detection_dataset_dicts,
-    register_coco_instances,
 )
 from masktron.structures import Instances
-
-
-@pytest.fixture
-def coco_train(shared_data, fresh_name) -> tuple[str, dict]:
-    json_file = shared_data / "coco_sample/annotations/instances_train2017.json"
-    name = fresh_name()
-    register_coco_instances(name, {}, json_file, shared_data / "coco_sample/images/train2017")
-    return name, json.loads(json_file.read_text())
 
 
 def _usable(anno: dict) -> bool:

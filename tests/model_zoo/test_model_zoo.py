@@ -25,7 +25,13 @@ def test_every_zoo_entry_has_a_config_and_detectron2_url():
             assert url.startswith("masktron://weights/")
         else:
             assert url.startswith(f"https://dl.fbaipublicfiles.com/detectron2/{key}/")
-        assert entry.box_ap is not None
+        assert (entry.box_ap is None) == key.startswith("COCO-Detection/rpn_")
+        assert (entry.proposal_ar is None) != key.startswith("COCO-Detection/rpn_")
+    # every COCO config shipped has published weights, but the GIoU one (Detectron2 has none)
+    coco = [n[:-5] for n in model_zoo.list_configs() if n.startswith("COCO-")]
+    coco.remove("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_giou")
+    assert sorted(k for k in model_zoo.ZOO if k.startswith("COCO-")) == sorted(coco)
+    assert len(coco) == 29 and model_zoo.ZOO["COCO-Detection/rpn_R_50_FPN_1x"].proposal_ar == 58
     assert model_zoo.get_checkpoint_url(NAME) == (
         "https://dl.fbaipublicfiles.com/detectron2/COCO-InstanceSegmentation/"
         "mask_rcnn_R_50_FPN_3x/137849600/model_final_f10217.pkl"
