@@ -306,18 +306,24 @@ def build_detection_train_loader(
 
 
 def _test_proposal_files(cfg: Any, names: list[str]) -> list[str]:
-    """The `DATASETS.PROPOSAL_FILES_TEST` entry of each name, by its index in `DATASETS.TEST`
-    (the test loader evaluates one dataset at a time, as Detectron2's does)."""
-    tests, files = list(cfg.DATASETS.TEST), list(cfg.DATASETS.PROPOSAL_FILES_TEST)
+    """The proposal file of each name: the `DATASETS.PROPOSAL_FILES_TEST` entry at its index in
+    `DATASETS.TEST` (the test loader evaluates one dataset at a time, as Detectron2's does),
+    else the `PROPOSAL_FILES_TRAIN` entry at its index in `DATASETS.TRAIN` (a `DATASETS.VAL`
+    set for the validation loss may be either)."""
+    d = cfg.DATASETS
+    known: dict[str, str] = {}
+    for datasets, files in ((d.TRAIN, d.PROPOSAL_FILES_TRAIN), (d.TEST, d.PROPOSAL_FILES_TEST)):
+        known.update(zip(datasets, files))  # TEST's entry wins for a name in both
     out = []
     for name in names:
-        if name not in tests or tests.index(name) >= len(files):
+        if name not in known:
             raise ValueError(
                 f"MODEL.LOAD_PROPOSALS is set but dataset {name!r} has no proposal file: "
-                f"DATASETS.PROPOSAL_FILES_TEST ({files}) gives one per dataset of "
-                f"DATASETS.TEST ({tests}), in the same order"
+                f"DATASETS.PROPOSAL_FILES_TEST ({list(d.PROPOSAL_FILES_TEST)}) gives one per "
+                f"dataset of DATASETS.TEST ({list(d.TEST)}), in the same order (and "
+                "PROPOSAL_FILES_TRAIN per DATASETS.TRAIN)"
             )
-        out.append(files[tests.index(name)])
+        out.append(known[name])
     return out
 
 

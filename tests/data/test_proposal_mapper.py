@@ -157,9 +157,12 @@ def test_loaders_load_the_configured_files(shared_data, fresh_name, tmp_path):
         assert d["proposals"].image_size == tuple(d["image"].shape[1:]) and len(d["proposals"])
     test_items = list(build_detection_test_loader(cfg, name))
     assert len(test_items) == 6 and all(len(x["proposals"]) == 4 for (x,) in test_items)
+    # a dataset outside DATASETS.TEST (e.g. DATASETS.VAL for the validation loss) takes the
+    # file it has as a DATASETS.TRAIN entry
     cfg.DATASETS.TEST = [name + "x"]
-    with pytest.raises(ValueError, match="PROPOSAL_FILES_TEST"):
-        build_detection_test_loader(cfg, name)
+    assert len(list(build_detection_test_loader(cfg, name))) == 6
     cfg.DATASETS.PROPOSAL_FILES_TRAIN = []
+    with pytest.raises(ValueError, match=f"{name}' has no proposal file.*PROPOSAL_FILES_TEST"):
+        build_detection_test_loader(cfg, name)
     with pytest.raises(ValueError, match="PROPOSAL_FILES_TRAIN"):
         build_detection_train_loader(cfg)
