@@ -11,7 +11,9 @@ masktron never hands a checkpoint to `pickle.load`. Two readers cover every form
   restricted unpickler (tensors, numbers, strings and containers).
 
 Both raise `CheckpointError` (a `ValueError`) naming the file for a truncated, corrupt or unsafe
-file instead of a deep unpickling trace.
+file instead of a deep unpickling trace, and refuse allocations out of proportion to the file
+(`masktron.checkpoint.limits`). `.pth` loading needs torch >= 2.10: older releases' `weights_only`
+loader can be bypassed (CVE-2025-32434, CVE-2026-24747).
 """
 
 from __future__ import annotations
@@ -22,12 +24,18 @@ import codecs
 import collections
 import os
 import pickle
+import re
 from typing import Any
 
 import numpy as np
 import torch
 
+from masktron.checkpoint import limits
+
 __all__ = ["CheckpointError", "UnsafePickleError", "load_pickle", "load_torch"]
+
+# torch.load(weights_only=True) is bypassable before 2.6 (CVE-2025-32434) and 2.10 (CVE-2026-24747).
+SAFE_TORCH = (2, 10)
 
 
 class CheckpointError(ValueError):
@@ -76,6 +84,13 @@ class RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file: Any, filename: str):
         super().__init__(file, encoding="latin1")
         self.filename = filename
+        budget = limits.Budget(filename)
+        # Constructors that allocate by a count in their arguments are charged against a budget.
+        self._bounded = {
+            bytearray: budget.bytearray,
+            np.ndarray: budget.ndarray,
+            _RECONSTRUCT: budget.reconstruct,
+        }
 
     def find_class(self, module: str, name: str) -> Any:
         # Python 2 pickles say `__builtin__.set`, `copy_reg...`; translate as pickle itself would.
@@ -91,7 +106,14 @@ class RestrictedUnpickler(pickle.Unpickler):
                 "containers from .pkl files. If you trust this file, convert it to a plain "
                 "{name: array} dict in a separate process."
             )
-        return obj
+        return self._bounded.get(obj, obj)
+
+
+def _memory_refusal(path: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: refused to load: it asks for more memory than is available; the file is "
+        "corrupt or crafted to exhaust memory"
+    )
 
 
 def _short(e: BaseException) -> str:
@@ -116,9 +138,15 @@ def load_pickle(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     with open(path, "rb") as f:
         try:
-            return RestrictedUnpickler(f, path).load()
-        except UnsafePickleError:
+            loaded = RestrictedUnpickler(f, path).load()
+            limits.check_containers(loaded, path)
+            return loaded
+        except CheckpointError:
             raise
+        except RecursionError:
+            raise CheckpointError(f"{path}: refused to load: containers nested too deep") from None
+        except MemoryError:
+            raise _memory_refusal(path) from None
         except (EOFError, pickle.UnpicklingError) as e:
             raise CheckpointError(
                 f"{path}: truncated or corrupt pickle ({_short(e)}); download it again"
@@ -144,8 +172,10 @@ def load_torch(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    _require_safe_torch(path)
+    limits.check_torch_file(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines()]
         refused = next((ln for ln in lines if "GLOBAL" in ln), None)  # a class or function
@@ -155,15 +185,36 @@ def load_torch(path: str | os.PathLike) -> Any:
                 f"and containers, which could run code ({refused}). If you trust it, re-save only "
                 "its state_dict with torch.save in a separate process."
             ) from e
-        detail = next((ln for ln in lines if "WeightsUnpickler error" in ln), _short(e))
         raise CheckpointError(
-            f"{path}: not a readable weights-only PyTorch checkpoint ({detail}); it may be "
-            "truncated or corrupt"
+            f"{path}: not a readable weights-only PyTorch checkpoint ({_unpickler_reason(e)}); "
+            "it may be truncated or corrupt"
         ) from e
+    except MemoryError:
+        raise _memory_refusal(path) from None
     except Exception as e:  # zip, storage and unpickling failures all mean a damaged file
-        if isinstance(e, (FileNotFoundError, PermissionError, MemoryError)):
+        if isinstance(e, (FileNotFoundError, PermissionError)):
             raise
         raise CheckpointError(
             f"{path}: truncated or corrupt PyTorch checkpoint ({_short(e)}); "
             "if it was downloaded, delete it and download it again"
         ) from e
+    limits.check_containers(loaded, path)
+    return loaded
+
+
+def _unpickler_reason(error: BaseException) -> str:
+    """The reason inside torch's weights-only error, which puts it on lines after its label."""
+    text = str(error)
+    match = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(Check the documentation|$)", text, re.S)
+    reason = " ".join(match.group(1).split()) if match else ""
+    return reason or _short(error)
+
+
+def _require_safe_torch(path: str) -> None:
+    version = tuple(int(p) for p in re.findall(r"\d+", torch.__version__)[:2])
+    if version < SAFE_TORCH:
+        raise CheckpointError(
+            f"{path}: refused to load: torch {torch.__version__} is installed, and the restricted "
+            "loader of torch before 2.10 can be made to run code by a crafted .pth "
+            "(CVE-2025-32434, CVE-2026-24747). Upgrade: pip install 'torch>=2.10'."
+        )

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ReadonlyConfigError
 
 from masktron.config.schema import Config
-from masktron.config.yaml_eval import ConfigLoader
+from masktron.config.yaml_eval import load_config_yaml
 
 BASE_KEY = "_BASE_"
 
@@ -84,7 +84,7 @@ def load_yaml_with_base(path: str, _seen: tuple[str, ...] = ()) -> dict:
         raise ConfigError(f"config file not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=ConfigLoader) or {}
+            data = load_config_yaml(f, path) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
