@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-from masktron.checkpoint.download import get_local_path
+from masktron.checkpoint.cache_check import move_aside
+from masktron.checkpoint.download import get_local_path, resolve_url
 from masktron.checkpoint.loading import load_exact, log_incompatible_keys, to_tensors
 from masktron.checkpoint.matching import IncompatibleKeys
 from masktron.checkpoint.safe_pickle import CheckpointError, load_torch
@@ -35,6 +36,30 @@ __all__ = ["Checkpointer", "PeriodicCheckpointer"]
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last_checkpoint"
+# atomic_open's temporary files: ".<name>.<random>.tmp" beside the checkpoint or the tag.
+_TEMP_FILE = re.compile(r"^\.(.+\.pth|last_checkpoint)\.[^.]+\.tmp$")
+
+
+def remove_stale_temp_files(save_dir: str) -> list[str]:
+    """Delete the temporary files a killed save left in `save_dir` (never a finished file).
+
+    Returns:
+        The paths removed.
+    """
+    if not os.path.isdir(save_dir):
+        return []
+    removed = []
+    for name in sorted(os.listdir(save_dir)):
+        path = os.path.join(save_dir, name)
+        if _TEMP_FILE.match(name) and os.path.isfile(path):
+            try:
+                os.remove(path)
+            except OSError:
+                continue
+            removed.append(path)
+    if removed:
+        logger.info("Removed %d unfinished checkpoint file(s) of an interrupted save", len(removed))
+    return removed
 
 
 def _default_save_to_disk() -> bool:
@@ -70,6 +95,8 @@ class Checkpointer:
         self.save_to_disk = _default_save_to_disk() if save_to_disk is None else save_to_disk
         self.checkpointables: dict[str, Any] = dict(checkpointables)
         self.logger = logging.getLogger(__name__)
+        if self.save_dir and self.save_to_disk:
+            remove_stale_temp_files(self.save_dir)
 
     # ------------------------------------------------------------------ saving
     def save(self, name: str, **extra: Any) -> str | None:
@@ -171,7 +198,15 @@ class Checkpointer:
         local = get_local_path(path)
         if not os.path.isfile(local):
             raise FileNotFoundError(f"checkpoint not found: {local}")
-        checkpoint = self._load_file(local)
+        try:
+            checkpoint = self._load_file(local)
+        except CheckpointError as e:
+            if resolve_url(path) is None:  # the user's own file: leave it where it is
+                raise
+            aside = move_aside(local, "it cannot be read")
+            raise CheckpointError(
+                f"{e}\nThe cached file was moved to {aside}; the next run downloads it again."
+            ) from e
         if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
             raise CheckpointError(f"{local}: expected a dict of tensors (a state_dict)")
         incompatible = self._load_model(checkpoint, local)

@@ -26,6 +26,7 @@ from urllib.request import urlopen
 
 from tqdm import tqdm
 
+from masktron.checkpoint.cache_check import move_aside, remember_verified, verify_cached
 from masktron.utils.file_io import atomic_open
 
 __all__ = ["DownloadError", "cache_path", "get_cache_dir", "get_local_path", "resolve_url"]
@@ -128,18 +129,6 @@ def _fetch(url: str, dest: str, checks: list[tuple[str, str]], progress: bool) -
                     )
 
 
-def _verify_file(path: str, sha256: str) -> None:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    if h.hexdigest() != sha256.lower():
-        raise DownloadError(
-            f"{path}: sha256 is {h.hexdigest()}, expected {sha256.lower()}; delete it to download "
-            "it again"
-        )
-
-
 def get_local_path(
     path_or_url: str | os.PathLike,
     *,
@@ -153,6 +142,8 @@ def get_local_path(
         path_or_url: a local path, `file://` URL, http(s) URL, `detectron2://` URL, or
             `masktron://` (a file shipped in the package's model_zoo folder).
         sha256: optional full sha256 the file must have (checked on download and on cache hits).
+            A cache hit is also checked against the checksum in its name; one that fails is
+            moved to `<path>.corrupt` and downloaded again.
         cache_dir: overrides `$MASKTRON_CACHE` for this call.
         progress: show a tqdm progress bar while downloading.
 
@@ -173,20 +164,25 @@ def get_local_path(
     if url is None:
         return os.path.expanduser(path_or_url)
     dest = cache_path(url, cache_dir)
+    checks = expected_digests(url, sha256)
+    moved = ""
     if os.path.isfile(dest):
         logger.debug("Using cached %s for %s", dest, url)
-        if sha256:
-            _verify_file(dest, sha256)
-        return dest
+        failure = verify_cached(dest, checks)
+        if failure is None:
+            return dest
+        aside = move_aside(dest, f"the cached file failed its integrity check ({failure})")
+        moved = f"\nThe cached copy failed its integrity check and was moved to {aside}."
     logger.info("Downloading %s to %s", url, dest)
     try:
-        _fetch(url, dest, expected_digests(url, sha256), progress)
+        _fetch(url, dest, checks, progress)
+        remember_verified(dest, checks)
     except DownloadError as e:
-        raise DownloadError(f"{e}\n{_place_by_hand(url, dest)}") from e
+        raise DownloadError(f"{e}{moved}\n{_place_by_hand(url, dest)}") from e
     except (OSError, http.client.HTTPException, ValueError) as e:
         reason = e.reason if isinstance(e, urllib.error.URLError) else e
         if isinstance(e, urllib.error.HTTPError):
             reason = f"HTTP {e.code} {e.reason}"
-        message = f"could not download {url} ({reason})."
+        message = f"could not download {url} ({reason}).{moved}"
         raise DownloadError(f"{message}\n{_place_by_hand(url, dest)}") from e
     return dest

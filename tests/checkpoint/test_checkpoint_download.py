@@ -145,3 +145,65 @@ def test_checkpointer_loads_from_a_url(monkeypatch):
     model = torch.nn.Linear(3, 2)
     DetectionCheckpointer(model).load(f"detectron2://Tiny/1/model_final_{md5}.pkl")
     assert (model.weight == 0.5).all() and (model.bias == 1).all()
+
+
+def _cached_d2_file(monkeypatch, body: bytes) -> tuple[str, list[str]]:
+    md5 = hashlib.md5(body).hexdigest()[:6]
+    url = f"detectron2://Tiny/2/model_final_{md5}.pkl"
+    requested = _serve(monkeypatch, body)
+    return get_local_path(url, progress=False), requested
+
+
+def test_cache_hit_with_a_flipped_byte_is_moved_aside_and_fetched_again(monkeypatch, caplog):
+    body = pickle.dumps({"model": {"w": np.arange(50, dtype=np.float32)}, "__author__": "t"})
+    path, requested = _cached_d2_file(monkeypatch, body)
+    url = requested[0]
+    damaged = bytearray(body)
+    damaged[len(body) // 2] ^= 1
+    with open(path, "wb") as f:
+        f.write(damaged)
+    assert get_local_path(url, progress=False) == path and len(requested) == 2
+    assert open(path, "rb").read() == body
+    assert open(path + ".corrupt", "rb").read() == damaged
+    assert f"moved it to {path}.corrupt" in caplog.text and "md5" in caplog.text
+
+
+def test_damaged_cache_hit_offline_names_the_moved_file(monkeypatch):
+    body = b"0123456789" * 10
+    path, requested = _cached_d2_file(monkeypatch, body)
+    with open(path, "r+b") as f:
+        f.write(b"X")
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr("masktron.checkpoint.download.urlopen", refuse)
+    with pytest.raises(DownloadError) as err:
+        get_local_path(requested[0], progress=False)
+    assert f"was moved to {path}.corrupt" in str(err.value) and path in str(err.value)
+
+
+def test_verified_cache_hit_is_not_hashed_again(monkeypatch):
+    import masktron.checkpoint.cache_check as cache_check
+
+    path, requested = _cached_d2_file(monkeypatch, b"abc" * 100)
+    calls = []
+    real = cache_check.file_digests
+    monkeypatch.setattr(cache_check, "file_digests", lambda *a: calls.append(a) or real(*a))
+    for _ in range(3):
+        get_local_path(requested[0], progress=False)
+    assert calls == []  # verified while downloading, then known by size and modification time
+    os.utime(path, ns=(1, 1))  # changed: hashed again
+    get_local_path(requested[0], progress=False)
+    assert len(calls) == 1
+
+
+def test_truncated_cached_pkl_is_moved_aside_with_its_path_named(monkeypatch):
+    body = b"\x80\x02}q\x00(X\x05\x00\x00\x00model"  # a pickle cut short
+    url = "https://example.com/weights/model.pkl"  # no checksum in its name
+    _serve(monkeypatch, body)
+    with pytest.raises(Exception) as err:
+        DetectionCheckpointer(torch.nn.Linear(1, 1)).load(url)
+    path = cache_path(url)
+    assert f"moved to {path}.corrupt" in str(err.value) and "truncated" in str(err.value)
+    assert not os.path.exists(path) and os.path.exists(path + ".corrupt")

@@ -2,11 +2,15 @@
 evaluation with the best checkpoint."""
 
 import json
+import multiprocessing
+import os
+import signal
 
 import pytest
 import torch
 from engine_helpers import BALLOON, small_balloon_set, tiny_cfg
 
+import masktron.checkpoint.checkpointer as checkpointer_module
 from masktron.checkpoint import load_torch
 from masktron.data import DatasetCatalog, register_via_instances
 from masktron.engine import DefaultTrainer
@@ -131,3 +135,80 @@ def test_amp_and_gradient_clipping_from_the_config(balloon2, tmp_path, single_th
     assert all(n <= 1.0 + 1e-4 for n in norms)  # every parameter's gradient norm clipped to 1
     state = load_torch(str(tmp_path / "model_final.pth"))["trainer"]["_trainer"]
     assert "grad_scaler" in state
+
+
+# ---- kill -9 at any moment, even in the middle of writing a checkpoint, then resume ----
+
+
+@pytest.fixture(scope="module")
+def straight(balloon2, tmp_path_factory):
+    """The final weights of an uninterrupted run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(tmp_path_factory.mktemp("straight"), balloon2).model.state_dict()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(out, dataset, resume=False, hooks=()):
+    cfg = tiny_cfg(out, (dataset,), max_iter=5)
+    cfg.SOLVER.CHECKPOINT_PERIOD = 2
+    torch.manual_seed(123 if resume else 0)  # a resumed process starts from other states
+    trainer = DefaultTrainer(cfg)
+    trainer.register_hooks(list(hooks))
+    trainer.resume_or_load(resume=resume)
+    trainer.train()
+    return trainer
+
+
+def _die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _killed_run(out, dataset, moment):
+    """In a forked child: train and SIGKILL itself at `moment`."""
+    try:
+        torch.set_num_threads(1)
+        hooks = []
+        if moment == "between-steps":
+            hooks = [CallbackHook(after_step=lambda t: t.iter == 2 and _die())]
+        else:  # half-way through writing model_0000003.pth (or its last_checkpoint tag)
+            real_save = torch.save
+
+            def partial_save(obj, f, *args, **kwargs):
+                if moment == "mid-write" and obj.get("iteration") == 3:
+                    real_save(obj, f, *args, **kwargs)
+                    f.truncate(f.tell() // 2)
+                    f.flush()
+                    _die()
+                real_save(obj, f, *args, **kwargs)
+
+            checkpointer_module.torch.save = partial_save  # type: ignore[assignment]
+        _train(out, dataset, hooks=hooks)
+    finally:
+        os._exit(3)  # not killed: the parent sees exit code 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["between-steps", "mid-write"])
+def test_kill_9_then_resume_equals_an_uninterrupted_run(
+    balloon2, straight, tmp_path, single_thread, moment
+):
+    out = tmp_path / "b"
+    child = multiprocessing.get_context("fork").Process(
+        target=_killed_run, args=(out, balloon2, moment)
+    )
+    child.start()
+    child.join(300)
+    assert child.exitcode == -signal.SIGKILL
+    leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert (out / "last_checkpoint").read_text() == "model_0000001.pth"
+    if moment == "mid-write":
+        assert leftovers and leftovers[0].startswith(".model_0000003.pth.")
+    resumed = _train(out, balloon2, resume=True)
+    assert resumed.start_iter == 2
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    got = resumed.model.state_dict()
+    differ = [k for k in straight if not torch.equal(straight[k], got[k])]
+    assert not differ, f"weights differ after kill -9 and resume: {differ[:5]}"
