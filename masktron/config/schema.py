@@ -349,6 +349,30 @@ class TestConfig:
 
 
 @dataclass
+class TrackerHeadsConfig:
+    """Detectron2's `TRACKER_HEADS` keys (its trackers read them), plus masktron's ByteTracker."""
+
+    TRACKER_NAME: str = "ByteTracker"
+    VIDEO_HEIGHT: int = 0  # masktron: 0 = the first frame's size
+    VIDEO_WIDTH: int = 0
+    MAX_NUM_INSTANCES: int = 200
+    MAX_LOST_FRAME_COUNT: int = 0
+    MIN_BOX_REL_DIM: float = 0.02
+    MIN_INSTANCE_PERIOD: int = 1
+    TRACK_IOU_THRESHOLD: float = 0.5
+    # masktron: "box" or "mask" IoU for association (every tracker)
+    MATCH_METRIC: str = "box"
+    # masktron: ByteTracker's arguments (ByteTrack's / Ultralytics' bytetrack.yaml defaults)
+    TRACK_HIGH_THRESH: float = 0.5
+    TRACK_LOW_THRESH: float = 0.1
+    NEW_TRACK_THRESH: float = 0.6
+    MATCH_THRESH: float = 0.8
+    TRACK_BUFFER: int = 30
+    FRAME_RATE: float = 30.0
+    FUSE_SCORE: bool = True
+
+
+@dataclass
 class GlobalConfig:
     HACK: float = 1.0
 
@@ -370,3 +394,4 @@ class Config:
     FLOAT32_PRECISION: str = ""
     VIS_PERIOD: int = 0
     GLOBAL: GlobalConfig = field(default_factory=GlobalConfig)
+    TRACKER_HEADS: TrackerHeadsConfig = field(default_factory=TrackerHeadsConfig)
