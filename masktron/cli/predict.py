@@ -11,6 +11,7 @@ Examples:
   masktron predict photo.jpg --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml \\
       --out out/                       # zoo config: its trained weights are downloaded
   masktron predict imgs/ --config my.yaml --weights output/model_final.pth --conf 0.7 --out out/
+  masktron predict walk.mp4 --config my.yaml --weights model.pth --track bytetrack --out out/
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from masktron.cli import predict_video
 from masktron.cli.main import CommandError
 
 _DRAWN_PROPOSALS = 100  # the best ones; a drawing of 1000 boxes shows nothing
@@ -49,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE", help="config overrides"
     )
+    predict_video.add_arguments(parser)  # videos, webcams, frame folders: see predict_video
 
 
 def resolve_config(name: str) -> tuple[str, str | None]:
@@ -253,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
     from masktron.data.catalog import MetadataCatalog
     from masktron.engine import DefaultPredictor
 
+    if predict_video.is_video_request(args):
+        return predict_video.run(args)
     paths = collect_images(args.inputs)
     cfg = setup_cfg(args)
     predictor = DefaultPredictor(cfg)
