@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--results-folder", help="panoptic prediction PNGs (default: --results minus .json)"
     )
     files.add_argument(
-        "--backend", choices=("faster_coco_eval", "pycocotools"), help="COCO AP implementation"
+        "--backend",
+        choices=("hotcoco", "pycocotools"),
+        help="COCO AP engine (default: $MASKTRON_COCO_ENGINE, else hotcoco); same figures",
     )
     model = parser.add_argument_group("evaluate a model")
     model.add_argument("--config", help="config YAML file or model-zoo name")

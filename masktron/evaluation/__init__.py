@@ -1,12 +1,13 @@
-"""Evaluation: COCO box/mask AP, panoptic quality, semantic segmentation mIoU.
+"""Evaluation: COCO box/mask/keypoint AP, LVIS AP, panoptic quality, semantic segmentation mIoU.
 
-Detectron2's evaluator API (`COCOEvaluator`, `COCOPanopticEvaluator`, `SemSegEvaluator`,
-`DatasetEvaluators`, `inference_on_dataset`, `print_csv_format`) plus file-level functions:
-`coco_evaluate` (COCO results JSON vs ground truth) and `pq_compute` (panopticapi's).
+Detectron2's evaluator API (`COCOEvaluator`, `LVISEvaluator`, `COCOPanopticEvaluator`,
+`SemSegEvaluator`, `DatasetEvaluators`, `inference_on_dataset`, `print_csv_format`) plus
+file-level functions: `coco_evaluate` (COCO results JSON vs ground truth) and `pq_compute`
+(panopticapi's). The engine is hotcoco (pycocotools with `MASKTRON_COCO_ENGINE=pycocotools`).
 """
 
 from masktron.evaluation.build import build_evaluator
-from masktron.evaluation.coco_backend import CocoGroundTruth, coco_evaluate
+from masktron.evaluation.coco_engine import CocoGroundTruth, coco_evaluate
 from masktron.evaluation.coco_evaluation import COCOEvaluator, instances_to_coco_json
 from masktron.evaluation.evaluator import (
     DatasetEvaluator,

@@ -1,12 +1,15 @@
-"""Checks of COCO ground truth and results before they reach pycocotools or faster-coco-eval.
+"""Checks of a COCO ground truth before it reaches an evaluation engine.
 
-Both libraries assume well-formed input: a missing key is a `KeyError` deep inside them, a result
-on an unknown image an `AssertionError` without the id, a malformed RLE an endless loop. Here every
-problem becomes a `ValueError` naming the file, the entry and the field.
+hotcoco and pycocotools assume well-formed input: a missing key is a `KeyError` deep inside
+pycocotools, an annotation on an unknown image is silently dropped by hotcoco, a malformed RLE
+makes pycocotools read past its buffer. Here every problem becomes a `ValueError` naming the file,
+the entry and the field. Each check first runs over whole columns at once (the common case: all
+is well) and walks the entries one by one only to name the first bad one.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -15,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from masktron.evaluation.rle import check_compressed_rles, to_compressed_rle
+from masktron.evaluation.rle import check_compressed_rles, check_rle_size
 
 _SHOW = 8  # how many offending ids an error message lists
+NUMBER_TYPES = frozenset({int, float})
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -31,55 +35,47 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{os.fspath(path)}: not a valid JSON file ({e})") from None
 
 
-def _ids(values: Iterable[Any]) -> str:
+def list_ids(values: Iterable[Any]) -> str:
+    """`[a, b, ...] (n distinct)`: the first few of some offending ids, for a message."""
     values = sorted(set(values), key=str)
     shown = ", ".join(repr(v) for v in values[:_SHOW])
     return f"[{shown}{', ...' if len(values) > _SHOW else ''}] ({len(values)} distinct)"
 
 
-def _is_number(x: Any) -> bool:
+def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _check_box(box: Any, where: str) -> list[float]:
-    if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(map(_is_number, box)):
+def check_box(box: Any, where: str) -> list[float]:
+    if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(map(is_number, box)):
         raise ValueError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {box!r}")
     if box[2] < 0 or box[3] < 0:
         raise ValueError(f"{where}: 'bbox' [x, y, w, h] has a negative size: {box!r}")
     return [float(v) for v in box]
 
 
-def _check_boxes(results: list[dict[str, Any]], source: str) -> None:
-    """All boxes at once (numpy); one by one only to name the first bad one."""
-    boxes = [r["bbox"] for r in results if "bbox" in r]
-    try:
-        array = np.array(boxes, dtype=np.float64).reshape(len(boxes), 4)
-        ok = all(isinstance(b, (list, tuple)) for b in boxes)
-        ok = ok and bool(np.isfinite(array).all() and (array[:, 2:] >= 0).all())
-    except (ValueError, TypeError):
-        ok = False
-    if not ok:
-        for i, r in enumerate(results):
-            if "bbox" in r:
-                _check_box(r["bbox"], f"{source}: result #{i}")
-    for r, box in zip((r for r in results if "bbox" in r), array.tolist() if ok else []):
-        r["bbox"] = box
+def box_array(boxes: list[Any]) -> np.ndarray | None:
+    """(N, 4) float64 when all are 4 finite numbers [x, y, w, h] with w, h >= 0, else None.
 
-
-def check_gt_dataset(dataset: Any, source: str) -> None:
-    """Check a COCO instances ground-truth dict (`images`, `categories`, `annotations`).
-
-    Raises:
-        ValueError: naming `source`, the entry and the field at fault.
+    Checked at once (numbers as numpy reads them, as pycocotools does).
     """
-    if not isinstance(dataset, Mapping):
-        raise ValueError(
-            f"{source}: a COCO ground truth is a JSON object, got {type(dataset).__name__}"
-        )
+    if not set(map(type, boxes)) <= {list, tuple} or not set(map(len, boxes)) <= {4}:
+        return None
+    try:
+        flat = np.fromiter(itertools.chain.from_iterable(boxes), np.float64, count=4 * len(boxes))
+    except (ValueError, TypeError):
+        return None
+    array = flat.reshape(len(boxes), 4)
+    if not (np.isfinite(array).all() and (array[:, 2:] >= 0).all()):
+        return None
+    return array
+
+
+def _check_images_and_categories(dataset: Mapping, source: str) -> tuple[set, set]:
     for key in ("images", "categories"):
         if not isinstance(dataset.get(key), list):
             raise ValueError(f"{source}: missing the list {key!r} of a COCO ground truth")
-    image_ids = set()
+    image_ids: set[Any] = set()
     for i, image in enumerate(dataset["images"]):
         where = f"{source}: images[{i}]"
         if not isinstance(image, Mapping) or "id" not in image:
@@ -92,16 +88,51 @@ def check_gt_dataset(dataset: Any, source: str) -> None:
         if image["id"] in image_ids:
             raise ValueError(f"{where}: image id {image['id']!r} appears twice")
         image_ids.add(image["id"])
-    cat_ids = set()
+    cat_ids: set[Any] = set()
     for i, cat in enumerate(dataset["categories"]):
         if not isinstance(cat, Mapping) or "id" not in cat or "name" not in cat:
             raise ValueError(f"{source}: categories[{i}] needs an 'id' and a 'name'")
         if cat["id"] in cat_ids:
             raise ValueError(f"{source}: category id {cat['id']!r} appears twice")
         cat_ids.add(cat["id"])
+    return image_ids, cat_ids
+
+
+def _annotations_ok(annotations: list, image_ids: set, cat_ids: set) -> bool:
+    """The fast check of every annotation at once; False means: look one by one."""
+    try:
+        ids = [a["id"] for a in annotations]
+        on_images = {a["image_id"] for a in annotations}
+        of_cats = {a["category_id"] for a in annotations}
+        boxes = [a["bbox"] for a in annotations]
+        areas = [a["area"] for a in annotations]
+    except (KeyError, TypeError):
+        return False
+    if len(set(ids)) != len(ids) or not on_images <= image_ids or not of_cats <= cat_ids:
+        return False
+    if not set(map(type, areas)) <= NUMBER_TYPES:
+        return False
+    if not np.isfinite(np.array(areas, dtype=np.float64)).all():
+        return False
+    return box_array(boxes) is not None
+
+
+def check_gt_dataset(dataset: Any, source: str) -> None:
+    """Check a COCO instances ground-truth dict (`images`, `categories`, `annotations`).
+
+    Raises:
+        ValueError: naming `source`, the entry and the field at fault.
+    """
+    if not isinstance(dataset, Mapping):
+        raise ValueError(
+            f"{source}: a COCO ground truth is a JSON object, got {type(dataset).__name__}"
+        )
+    image_ids, cat_ids = _check_images_and_categories(dataset, source)
     annotations = dataset.get("annotations", [])
     if not isinstance(annotations, list):
         raise ValueError(f"{source}: 'annotations' must be a list")
+    if _annotations_ok(annotations, image_ids, cat_ids):
+        return
     ann_ids = set()
     for i, ann in enumerate(annotations):
         where = f"{source}: annotations[{i}]"
@@ -117,131 +148,72 @@ def check_gt_dataset(dataset: Any, source: str) -> None:
             raise ValueError(f"{where}: image_id {ann['image_id']!r} is not in 'images'")
         if ann["category_id"] not in cat_ids:
             raise ValueError(f"{where}: category_id {ann['category_id']!r} is not in 'categories'")
-        _check_box(ann["bbox"], where)
-        if not _is_number(ann["area"]):
+        check_box(ann["bbox"], where)
+        if not is_number(ann["area"]):
             raise ValueError(f"{where}: 'area' must be a finite number, got {ann['area']!r}")
+
+
+def _polygons_ok(polygon_sets: list[list]) -> bool:
+    """Lists of [x, y, ...] lists of even length, every coordinate a finite number."""
+    polygons = list(itertools.chain.from_iterable(polygon_sets))
+    if not set(map(type, polygons)) <= {list} or any(len(p) % 2 for p in polygons):
+        return False
+    try:
+        coords = np.fromiter(itertools.chain.from_iterable(polygons), dtype=np.float64)
+    except (ValueError, TypeError):
+        return False
+    return bool(np.isfinite(coords).all())
 
 
 def check_gt_segmentations(dataset: Mapping, source: str) -> None:
     """Check that every annotation has a usable `segmentation` (needed for mask AP)."""
     sizes = {image["id"]: (image["height"], image["width"]) for image in dataset["images"]}
-    compressed, compressed_sizes, where = [], [], []
-    for i, ann in enumerate(dataset.get("annotations", [])):
-        h, w = sizes[ann["image_id"]]
+    annotations = dataset.get("annotations", [])
+    polygon_sets, compressed, compressed_sizes, where = [], [], [], []
+    for i, ann in enumerate(annotations):
         if "segmentation" not in ann:
             raise ValueError(f"{source}: annotations[{i}] has no 'segmentation' (needed for segm)")
         segm = ann["segmentation"]
-        if isinstance(segm, Mapping) and isinstance(segm.get("counts"), (str, bytes)):
-            if list(segm.get("size", ())) != [h, w]:
-                raise ValueError(f"{source}: annotations[{i}]: RLE size is not the image's [h, w]")
+        if type(segm) is list:
+            polygon_sets.append(segm)
+            continue
+        h, w = sizes[ann["image_id"]]
+        if not isinstance(segm, Mapping) or not {"size", "counts"} <= segm.keys():
+            raise ValueError(
+                f"{source}: annotations[{i}]: 'segmentation' must be polygons (a list) or RLE "
+                "(a dict with size, counts)"
+            )
+        try:
+            check_rle_size(segm, h, w)
+        except ValueError as e:
+            raise ValueError(f"{source}: annotations[{i}]: 'segmentation': {e}") from None
+        if isinstance(segm["counts"], (str, bytes)):
             compressed.append(segm)
             compressed_sizes.append((h, w))
             where.append(i)
-        else:
-            try:
-                to_compressed_rle(segm, h, w) if isinstance(segm, Mapping) else _check_polygons(
-                    segm
+    if not _polygons_ok(polygon_sets):
+        for i, ann in enumerate(annotations):
+            if type(ann["segmentation"]) is list and not _polygons_ok([ann["segmentation"]]):
+                raise ValueError(
+                    f"{source}: annotations[{i}]: 'segmentation': polygons must be lists of "
+                    "x, y numbers"
                 )
-            except ValueError as e:
-                raise ValueError(f"{source}: annotations[{i}]: 'segmentation': {e}") from None
     for k in check_compressed_rles(compressed, compressed_sizes).nonzero()[0]:
         raise ValueError(f"{source}: annotations[{where[k]}]: 'segmentation' is a malformed RLE")
 
 
-def _check_polygons(segm: Any) -> None:
-    # pycocotools accepts an empty polygon list (an empty mask) in ground truth
-    if not isinstance(segm, list) or not all(
-        isinstance(p, list) and len(p) % 2 == 0 and all(map(_is_number, p)) for p in segm
-    ):
-        raise ValueError("polygons must be lists of x, y numbers")
-
-
-def check_detections(
-    results: Any,
-    *,
-    image_sizes: Mapping[Any, tuple[int, int]],
-    cat_ids: Iterable[Any],
-    iou_type: str,
-    source: str,
-) -> list[dict[str, Any]]:
-    """Check COCO results and return clean copies that the COCO tools may modify freely.
-
-    Args:
-        results: a list of COCO result dicts (`image_id`, `category_id`, `score`, and `bbox`
-            [x, y, w, h] in pixels and/or `segmentation` as RLE or polygons).
-        image_sizes: ground-truth image id -> (height, width).
-        cat_ids: the ground truth's category ids.
-        iou_type: "bbox" or "segm".
-        source: the file (or a description) the results came from, for error messages.
-
-    Returns:
-        New dicts holding only the keys evaluation reads; segmentations as compressed RLE with
-        str counts. The caller's dicts are not modified.
-    """
-    if not isinstance(results, list):
-        raise ValueError(
-            f"{source}: COCO results are a JSON list of dicts, got {type(results).__name__}"
-        )
-    cat_ids = set(cat_ids)
-    clean: list[dict[str, Any]] = []
-    bad_images, bad_cats, with_box = [], [], 0
-    for i, r in enumerate(results):
-        where = f"{source}: result #{i}"
-        if not isinstance(r, Mapping):
-            raise ValueError(f"{where}: a result is a dict, got {type(r).__name__}")
-        for key in ("image_id", "category_id", "score"):
-            if key not in r:
-                raise ValueError(f"{where}: missing {key!r}")
-        if not _is_number(r["score"]):
-            raise ValueError(f"{where}: 'score' must be a finite number, got {r['score']!r}")
-        out = {
-            "image_id": r["image_id"],
-            "category_id": r["category_id"],
-            "score": float(r["score"]),
-        }
-        if r["image_id"] not in image_sizes:
-            bad_images.append(r["image_id"])
-            continue
-        if r["category_id"] not in cat_ids:
-            bad_cats.append(r["category_id"])
-            continue
-        if "bbox" in r:
-            out["bbox"] = r["bbox"]
-            with_box += 1
-        elif iou_type == "bbox":
-            raise ValueError(f"{where}: missing 'bbox' (needed for box AP)")
-        if iou_type == "segm":
-            if "segmentation" not in r:
-                raise ValueError(f"{where}: missing 'segmentation' (needed for mask AP)")
-            h, w = image_sizes[r["image_id"]]
-            try:
-                out["segmentation"] = to_compressed_rle(r["segmentation"], h, w)
-            except ValueError as e:
-                raise ValueError(
-                    f"{where} (image {r['image_id']!r}): 'segmentation': {e}"
-                ) from None
-        clean.append(out)
-    if bad_images:
-        raise ValueError(
-            f"{source}: {len(bad_images)} results are on images not in the ground truth: "
-            f"image_id {_ids(bad_images)}"
-        )
-    if bad_cats:
-        raise ValueError(
-            f"{source}: {len(bad_cats)} results have a category_id not in the ground truth's "
-            f"categories: {_ids(bad_cats)}"
-        )
-    _check_boxes(clean, source)
-    if iou_type == "segm":
-        if 0 < with_box < len(clean):
-            # pycocotools takes every result's area from its box when the first one has a box
+def check_gt_keypoints(dataset: Mapping, source: str, num_keypoints: int) -> None:
+    """Check that every annotation has `keypoints` (3 * `num_keypoints` numbers: x, y,
+    visibility) and `num_keypoints` (needed for keypoint AP)."""
+    for i, ann in enumerate(dataset.get("annotations", [])):
+        where = f"{source}: annotations[{i}]"
+        points = ann.get("keypoints")
+        if not isinstance(points, list) or len(points) != 3 * num_keypoints:
             raise ValueError(
-                f"{source}: some results have a 'bbox' and some do not; give all or none"
+                f"{where}: 'keypoints' must be a list of {3 * num_keypoints} numbers "
+                f"({num_keypoints} x, y, visibility triplets; needed for keypoint AP)"
             )
-        sizes = [image_sizes[r["image_id"]] for r in clean]
-        for k in check_compressed_rles([r["segmentation"] for r in clean], sizes).nonzero()[0]:
-            raise ValueError(
-                f"{source}: result #{k} (image {clean[k]['image_id']!r}): 'segmentation' is a "
-                "malformed RLE (its counts do not decode to the image's height*width pixels)"
-            )
-    return clean
+        if not set(map(type, points)) <= NUMBER_TYPES or not all(map(math.isfinite, points)):
+            raise ValueError(f"{where}: 'keypoints' must be finite numbers")
+        if not isinstance(ann.get("num_keypoints"), int):
+            raise ValueError(f"{where}: 'num_keypoints' must be an integer")

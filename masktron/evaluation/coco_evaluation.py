@@ -13,25 +13,30 @@ import numpy as np
 import torch
 
 from masktron.data.catalog import MetadataCatalog
-from masktron.evaluation.coco_backend import (
+from masktron.evaluation.coco_engine import (
     IOU_TYPES,
     CocoGroundTruth,
-    _check_max_dets,
+    check_kpt_sigmas,
+    check_max_dets,
     per_category_ap,
-    resolve_backend,
     run_cocoeval,
     summarize,
 )
-from masktron.evaluation.coco_checks import check_detections
+from masktron.evaluation.engine import resolve_engine
 from masktron.evaluation.evaluator import DatasetEvaluator, gather_to_main
 from masktron.evaluation.proposal_recall import box_proposal_metrics
+from masktron.evaluation.results_checks import check_detections
 from masktron.evaluation.rle import encode_masks
 from masktron.evaluation.table import create_small_table, per_category_table
 from masktron.utils.file_io import atomic_open
 
 logger = logging.getLogger(__name__)
 
-_MAIN_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+_MAIN_METRICS = {
+    "bbox": ("AP", "AP50", "AP75", "APs", "APm", "APl"),
+    "segm": ("AP", "AP50", "AP75", "APs", "APm", "APl"),
+    "keypoints": ("AP", "AP50", "AP75", "APm", "APl"),
+}
 
 
 def instances_to_coco_json(instances: Any, img_id: Any) -> list[dict[str, Any]]:
@@ -58,6 +63,14 @@ def instances_to_coco_json(instances: Any, img_id: Any) -> list[dict[str, Any]]:
     if instances.has("pred_masks"):
         masks = torch.as_tensor(instances.pred_masks).detach().cpu()
         rles = encode_masks(masks.numpy() if masks.dtype == torch.bool else (masks >= 0.5).numpy())
+    keypoints = None
+    if instances.has("pred_keypoints"):
+        points = torch.as_tensor(instances.pred_keypoints).detach().to("cpu", torch.float64)
+        points = points.numpy().copy().reshape(n, -1, 3)  # (N, K, 3) x, y, score
+        # COCO's keypoints are pixel indices, the model's continuous coordinates (pixel centres
+        # at +0.5): Detectron2 subtracts 0.5, the inverse of what its COCO loader adds
+        points[:, :, :2] -= 0.5
+        keypoints = points.reshape(n, -1)  # (N, K, 3) -> (N, 3K)
     results = []
     for k in range(n):
         result = {
@@ -68,12 +81,14 @@ def instances_to_coco_json(instances: Any, img_id: Any) -> list[dict[str, Any]]:
         }
         if rles is not None:
             result["segmentation"] = rles[k]
+        if keypoints is not None:
+            result["keypoints"] = keypoints[k].tolist()
         results.append(result)
     return results
 
 
 class COCOEvaluator(DatasetEvaluator):
-    """Box and mask AP on a registered dataset, with Detectron2's results layout.
+    """Box, mask and keypoint AP on a registered dataset, with Detectron2's results layout.
 
     The ground truth is `MetadataCatalog.get(dataset_name).json_file` when set, else the
     registered dataset dicts converted to COCO JSON (cached as
@@ -82,13 +97,17 @@ class COCOEvaluator(DatasetEvaluator):
 
     Args:
         dataset_name: a name registered in `DatasetCatalog` / `MetadataCatalog`.
-        tasks: among "bbox", "segm"; None: "bbox", plus "segm" when the predictions have masks.
+        tasks: among "bbox", "segm", "keypoints"; None: "bbox", plus "segm" when the
+            predictions have masks and "keypoints" when they have keypoints.
         distributed: gather predictions from all ranks to rank 0 (when torch.distributed runs).
         output_dir: where to write `coco_instances_results.json` (COCO results, RLE masks).
         max_dets_per_image: the 3 detection limits (default COCO's 1, 10, 100).
-        use_fast_impl: use faster-coco-eval when installed (same figures as pycocotools).
+        use_fast_impl: False runs pycocotools instead of the default engine (same figures).
+        kpt_oks_sigmas: per-keypoint OKS sigmas (Detectron2's `TEST.KEYPOINT_OKS_SIGMAS`);
+            empty: COCO's 17 person sigmas.
         allow_cached_coco: reuse an existing converted ground-truth file in `output_dir`.
-        backend: force "faster_coco_eval" or "pycocotools" (overrides `use_fast_impl`).
+        backend: "hotcoco" or "pycocotools" (overrides `use_fast_impl`; default:
+            $MASKTRON_COCO_ENGINE, else hotcoco).
     """
 
     def __init__(
@@ -100,11 +119,16 @@ class COCOEvaluator(DatasetEvaluator):
         *,
         max_dets_per_image: Sequence[int] | None = None,
         use_fast_impl: bool = True,
+        kpt_oks_sigmas: Sequence[float] = (),
         allow_cached_coco: bool = True,
         backend: str | None = None,
     ):
         if tasks is not None and hasattr(tasks, "MODEL"):  # Detectron2's old (name, cfg, ...) call
-            tasks = ("bbox", "segm") if tasks.MODEL.MASK_ON else ("bbox",)
+            cfg: Any = tasks
+            tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+            if cfg.MODEL.get("KEYPOINT_ON", False):
+                tasks += ("keypoints",)
+                kpt_oks_sigmas = kpt_oks_sigmas or tuple(cfg.TEST.get("KEYPOINT_OKS_SIGMAS", ()))
         if tasks is not None:
             unknown = [t for t in tasks if t not in IOU_TYPES]
             if unknown:
@@ -113,8 +137,9 @@ class COCOEvaluator(DatasetEvaluator):
         self._tasks = tasks
         self._distributed = distributed
         self._output_dir = output_dir
-        self._max_dets = _check_max_dets(max_dets_per_image or (1, 10, 100))
-        self._backend = resolve_backend(backend or (None if use_fast_impl else "pycocotools"))
+        self._max_dets = check_max_dets(max_dets_per_image or (1, 10, 100))
+        self._backend = resolve_engine(backend or (None if use_fast_impl else "pycocotools"))
+        self._kpt_oks_sigmas = tuple(float(s) for s in kpt_oks_sigmas) or None
         self._dataset_name = dataset_name
         self._metadata = MetadataCatalog.get(dataset_name)
         json_file = self._metadata.get("json_file")
@@ -149,6 +174,8 @@ class COCOEvaluator(DatasetEvaluator):
 
     def reset(self) -> None:
         self._predictions: list[dict[str, Any]] = []
+        # per task, the precision/recall arrays of the last `evaluate` (for PR-curve plots)
+        self.arrays: dict[str, Any] = {}
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         """Convert each image's `outputs[i]["instances"]` to COCO results (masks as RLE), and
@@ -245,13 +272,15 @@ class COCOEvaluator(DatasetEvaluator):
 
     @staticmethod
     def _tasks_from_results(results: list[dict[str, Any]]) -> tuple[str, ...]:
-        if results and all("segmentation" in r for r in results):
-            return ("bbox", "segm")
-        return ("bbox",)
+        tasks: tuple[str, ...] = ("bbox",)
+        for task, key in (("segm", "segmentation"), ("keypoints", "keypoints")):
+            if results and all(key in r for r in results):
+                tasks += (task,)
+        return tasks
 
     def _evaluate_task(self, results: list[dict], task: str, img_ids: Any) -> dict[str, float]:
+        self._gt.check_task(task)
         if task == "segm":
-            self._gt.check_segmentations()
             # Detectron2 drops the boxes: with them, pycocotools would take the box area as the
             # instance's area and sort masks into small/medium/large by their boxes.
             results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
@@ -261,12 +290,22 @@ class COCOEvaluator(DatasetEvaluator):
             cat_ids=self._gt.cat_ids,
             iou_type=task,
             source=f"predictions on {self._dataset_name}",
+            num_keypoints=self._gt.num_keypoints if task == "keypoints" else None,
         )
+        check_kpt_sigmas(self._kpt_oks_sigmas, self._gt, task)
         arrays = run_cocoeval(
-            self._gt, clean, task, backend=self._backend, max_dets=self._max_dets, img_ids=img_ids
+            self._gt,
+            clean,
+            task,
+            engine=self._backend,
+            # keypoints keep COCO's limit of 20 per image, as in Detectron2
+            max_dets=None if task == "keypoints" else self._max_dets,
+            img_ids=img_ids,
+            kpt_oks_sigmas=self._kpt_oks_sigmas,
         )
-        summary = summarize(arrays)
-        res = {k: summary[k] for k in _MAIN_METRICS}
+        self.arrays[task] = arrays
+        summary = summarize(arrays, task)
+        res = {k: summary[k] for k in _MAIN_METRICS[task]}
         logger.info("Evaluation results for %s:\n%s", task, create_small_table(res))
         per_cat = per_category_ap(arrays)
         if len(per_cat) <= 1:

@@ -16,10 +16,10 @@ from eval_helpers import (
 
 from masktron.evaluation import CocoGroundTruth, coco_evaluate
 
-BACKENDS = ["faster_coco_eval", "pycocotools"]
+BACKENDS = ["hotcoco", "pycocotools"]
 
 
-def assert_same(ours: dict, reference: dict, tol: float = 1e-6) -> None:
+def assert_same(ours: dict, reference: dict, tol: float = 1e-9) -> None:
     """Equal figures (percent) to `tol`; NaN (nothing to find) must match NaN."""
     for key, ref in reference.items():
         if math.isnan(ref):

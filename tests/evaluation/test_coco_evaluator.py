@@ -135,7 +135,7 @@ def test_tasks_follow_the_predictions(coco_sample):
         evaluator = COCOEvaluator(register(gt, path), tasks=("bbox", "segm"))
         run(evaluator, model_outputs(gt, dets, with_masks=False))
     with pytest.raises(ValueError, match="unsupported tasks"):
-        COCOEvaluator(register(gt, path), tasks=("keypoints",))
+        COCOEvaluator(register(gt, path), tasks=("densepose",))
 
 
 def test_no_detections_score_zero_and_bad_class_is_named(coco_sample):
