@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image
 from masktron.data.catalog import MetadataCatalog
 from masktron.evaluation.coco_checks import read_json
 from masktron.evaluation.evaluator import DatasetEvaluator, gather_to_main
-from masktron.evaluation.panoptic_pq import PQStat, id_to_rgb, pq_image_stats, read_panoptic_png
+from masktron.evaluation.panoptic_pq import id_to_rgb, pq_with_occurring
 from masktron.evaluation.table import panoptic_table, per_category_table
 from masktron.utils.file_io import atomic_open
 
@@ -25,14 +26,16 @@ logger = logging.getLogger(__name__)
 class COCOPanopticEvaluator(DatasetEvaluator):
     """PQ, SQ, RQ (All, Things, Stuff, per category) with the COCO panoptic rules.
 
-    Each image is scored as it is processed, against the ground-truth PNG of the same
-    `image_id`; the metadata of `dataset_name` gives `panoptic_json`, `panoptic_root`,
+    Each prediction is kept as a COCO panoptic PNG and segments_info; `evaluate` writes them
+    (to `output_dir`, else a temporary folder) and scores them with `pq_compute` against the
+    ground truth of the processed images. The metadata of `dataset_name` gives `panoptic_json`,
+    `panoptic_root`,
     `thing_dataset_id_to_contiguous_id`, `stuff_dataset_id_to_contiguous_id` (and
     `label_divisor` for outputs without segments_info).
 
     Args:
         dataset_name: a registered COCO panoptic dataset.
-        output_dir: if set, predictions are also written in COCO panoptic format:
+        output_dir: if set, predictions are written there in COCO panoptic format:
             `<output_dir>/predictions.json` and the PNGs in `<output_dir>/predictions/`, ready for
             `pq_compute` or the COCO server.
         distributed: gather per-image figures from all ranks to rank 0.
@@ -58,12 +61,11 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         self.reset()
 
     def reset(self) -> None:
-        self._stat = PQStat()
-        self._count = 0
         self._predictions: list[dict[str, Any]] = []
 
     def _dataset_category(self, segment: dict[str, Any]) -> dict[str, Any]:
-        segment = dict(segment)
+        # plain Python values (a model may give tensors or numpy scalars), ready for JSON
+        segment = {k: v.item() if hasattr(v, "item") else v for k, v in segment.items()}
         isthing = segment.pop("isthing", None)
         if isthing is None:  # the model already predicts dataset category ids
             return segment
@@ -103,59 +105,52 @@ class COCOPanopticEvaluator(DatasetEvaluator):
                 panoptic, segments = self._from_labels(panoptic)
             segments = [self._dataset_category(s) for s in segments]
             image_id = inp["image_id"]
-            gt_ann = self._gt_by_image.get(image_id)
-            if gt_ann is None:
+            if image_id not in self._gt_by_image:
                 raise ValueError(f"image id {image_id!r} is not in {self._gt_json_file}")
-            gt_file = os.path.join(self._metadata.panoptic_root, gt_ann["file_name"])
-            where = f"prediction for image {image_id!r} (ground truth {gt_file})"
-            self._stat += pq_image_stats(
-                read_panoptic_png(gt_file),
-                gt_ann["segments_info"],
-                panoptic,
-                segments,
-                self._categories,
-                where,
+            where = f"prediction for image {image_id!r}"
+            if panoptic.min() < 0 or panoptic.max() >= 1 << 24:
+                raise ValueError(f"{where}: segment ids must be in [0, 2^24) to save as PNG")
+            png = io.BytesIO()
+            Image.fromarray(id_to_rgb(panoptic)).save(png, format="PNG")
+            name = os.path.splitext(os.path.basename(inp.get("file_name", "")))[0] + ".png"
+            self._predictions.append(
+                {
+                    "image_id": image_id,
+                    "file_name": name,
+                    "segments_info": segments,
+                    "png": png.getvalue(),
+                }
             )
-            self._count += 1
-            if self._output_dir:
-                if panoptic.min() < 0 or panoptic.max() >= 1 << 24:
-                    raise ValueError(f"{where}: segment ids must be in [0, 2^24) to save as PNG")
-                name = os.path.splitext(os.path.basename(inp["file_name"]))[0] + ".png"
-                png = io.BytesIO()
-                Image.fromarray(id_to_rgb(panoptic)).save(png, format="PNG")
-                self._predictions.append(
-                    {
-                        "image_id": image_id,
-                        "file_name": name,
-                        "segments_info": segments,
-                        "png": png.getvalue(),
-                    }
-                )
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """{"panoptic_seg": {PQ, SQ, RQ, PQ_th, ..., RQ_st, PQ-<category>...}} in percent."""
-        state = (self._stat, self._count, self._predictions)
-        gathered = gather_to_main(state) if self._distributed else [state]
+        gathered = gather_to_main(self._predictions) if self._distributed else [self._predictions]
         if not gathered:
             return {}
-        stat, count = PQStat(), 0
-        predictions: list[dict[str, Any]] = []
-        for rank_stat, rank_count, rank_predictions in gathered:
-            stat += rank_stat
-            count += rank_count
-            predictions += rank_predictions
-        if count == 0:
+        predictions = [p for rank in gathered for p in rank]
+        if not predictions:
             logger.warning("[COCOPanopticEvaluator] Did not receive valid predictions.")
             return {}
-        if self._output_dir:
-            self._write(predictions)
-        pq = stat.results(self._categories)
+        if len({p["file_name"] for p in predictions}) < len(predictions):
+            for p in predictions:  # inputs with the same file name: name the PNGs by image id
+                p["file_name"] = f"{p['image_id']}.png"
+        with tempfile.TemporaryDirectory(prefix="masktron_panoptic_") as tmp:
+            pred_json = self._write(predictions, self._output_dir or tmp)
+            # the ground truth of the processed images only (evaluate on a subset, as before)
+            processed = {p["image_id"] for p in predictions}
+            gt = {k: v for k, v in self._gt_json.items() if k != "annotations"}
+            gt["annotations"] = [self._gt_by_image[i] for i in self._gt_by_image if i in processed]
+            gt_json = os.path.join(tmp, "ground_truth.json")
+            with open(gt_json, "w") as f:
+                json.dump(gt, f)
+            pq, occurring = pq_with_occurring(
+                gt_json, pred_json, self._metadata.panoptic_root, pred_json[: -len(".json")]
+            )
         logger.info("Panoptic Evaluation Results:\n%s", panoptic_table(pq))
         res = {}
         for suffix, group in (("", "All"), ("_th", "Things"), ("_st", "Stuff")):
             for key in ("pq", "sq", "rq"):
                 res[key.upper() + suffix] = 100 * pq[group][key]
-        occurring = {c for c, v in stat.per_cat.items() if v[1:].sum() > 0}
         names = {c: str(info.get("name", c)) for c, info in self._categories.items()}
         for key in ("pq", "sq", "rq"):
             for cat, values in pq["per_class"].items():
@@ -165,9 +160,9 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         logger.info("Per-category PQ:\n%s", per_category_table(per_cat, "PQ"))
         return {"panoptic_seg": res}
 
-    def _write(self, predictions: list[dict[str, Any]]) -> None:
-        assert self._output_dir is not None
-        folder = os.path.join(self._output_dir, "predictions")
+    def _write(self, predictions: list[dict[str, Any]], output_dir: str) -> str:
+        """Write `predictions.json` and `predictions/*.png` to `output_dir`; the JSON's path."""
+        folder = os.path.join(output_dir, "predictions")
         os.makedirs(folder, exist_ok=True)
         annotations = []
         for p in predictions:
@@ -176,5 +171,7 @@ class COCOPanopticEvaluator(DatasetEvaluator):
             annotations.append({k: v for k, v in p.items() if k != "png"})
         data = {k: v for k, v in self._gt_json.items() if k != "annotations"}
         data["annotations"] = annotations
-        with atomic_open(os.path.join(self._output_dir, "predictions.json"), "w") as f:
+        path = os.path.join(output_dir, "predictions.json")
+        with atomic_open(path, "w") as f:
             json.dump(data, f)
+        return path

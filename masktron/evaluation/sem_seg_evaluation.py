@@ -1,4 +1,9 @@
-"""`SemSegEvaluator`: semantic segmentation mIoU, fwIoU, mACC, pACC from a confusion matrix."""
+"""`SemSegEvaluator`: semantic segmentation mIoU, fwIoU, mACC, pACC from a confusion matrix.
+
+hotcoco's `SemanticEval` counts the confusion matrix (in Rust, image by image); the figures are
+computed from it here with Detectron2's definitions (a class absent from the ground truth is NaN
+and left out of the means), which differ from mmsegmentation's that hotcoco reports.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import torch
 from PIL import Image
 
 from masktron.data.catalog import DatasetCatalog, MetadataCatalog
+from masktron.evaluation.engine import require_hotcoco
 from masktron.evaluation.evaluator import DatasetEvaluator, gather_to_main
 from masktron.evaluation.rle import encode_masks
 from masktron.utils.file_io import atomic_open
@@ -32,10 +38,11 @@ def load_label_png(path: str) -> np.ndarray:
 
 
 def sem_seg_metrics(conf: np.ndarray, class_names: list[str]) -> dict[str, float]:
-    """Metrics in percent from a (C+1, C+1) confusion matrix indexed [prediction, ground truth].
+    """Metrics in percent from a confusion matrix indexed [prediction, ground truth].
 
-    Row/column C holds ignored ground-truth pixels. IoU and accuracy of a class absent from the
-    ground truth are NaN and left out of the means (Detectron2's definitions).
+    Only its first C rows and columns are read (the non-ignored pixels). IoU and accuracy of a
+    class absent from the ground truth are NaN and left out of the means (Detectron2's
+    definitions).
     """
     n = len(class_names)
     tp = conf.diagonal()[:n].astype(np.float64)
@@ -109,8 +116,10 @@ class SemSegEvaluator(DatasetEvaluator):
         self.reset()
 
     def reset(self) -> None:
-        n = self._num_classes + 1
-        self._conf = np.zeros((n, n), dtype=np.int64)
+        hotcoco = require_hotcoco("SemSegEvaluator")
+        self._eval = hotcoco.semantic.SemanticEval(
+            self._num_classes, ignore_index=self._ignore_label
+        )
         self._predictions: list[dict[str, Any]] = []
 
     def _gt_file(self, inp: dict) -> str:
@@ -137,17 +146,12 @@ class SemSegEvaluator(DatasetEvaluator):
             gt = np.asarray(self._loading_fn(path), dtype=np.int64)
             if gt.shape != pred.shape:
                 raise ValueError(f"{path}: label image is {gt.shape}, prediction {pred.shape}")
-            gt = np.where(gt == self._ignore_label, n, gt)
-            bad = np.unique(gt[(gt < 0) | (gt > n)])
-            if bad.size:
+            try:
+                self._eval.update(gt, pred)  # counts [ground truth, prediction] pairs
+            except ValueError as e:
                 raise ValueError(
-                    f"{path}: labels {bad[:8].tolist()} are neither classes 0..{n - 1} nor the "
-                    f"ignore label {self._ignore_label}"
-                )
-            # [prediction, ground truth] pixel counts
-            self._conf += np.bincount((n + 1) * pred.ravel() + gt.ravel(), minlength=(n + 1) ** 2)[
-                : (n + 1) ** 2
-            ].reshape(n + 1, n + 1)
+                    f"{path}: {e} (classes 0..{n - 1}, ignore label {self._ignore_label})"
+                ) from None
             if self._output_dir:
                 self._predictions += self._encode(pred, inp["file_name"])
 
@@ -167,11 +171,12 @@ class SemSegEvaluator(DatasetEvaluator):
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """{"sem_seg": {mIoU, fwIoU, IoU-<class>..., mACC, pACC, ACC-<class>...}} in percent."""
-        state = (self._conf, self._predictions)
+        # (C, C) [ground truth, prediction] -> [prediction, ground truth]
+        state = (self._eval.confusion().astype(np.int64).T, self._predictions)
         gathered = gather_to_main(state) if self._distributed else [state]
         if not gathered:
             return {}
-        conf = np.sum([c for c, _ in gathered], axis=0)  # (C+1, C+1)
+        conf = np.sum([c for c, _ in gathered], axis=0)  # (C, C)
         if self._output_dir:
             predictions = [p for _, rank in gathered for p in rank]
             with atomic_open(os.path.join(self._output_dir, "sem_seg_predictions.json"), "w") as f:

@@ -11,68 +11,84 @@ import pytest
 from PIL import Image
 
 from masktron.evaluation import pq_compute
-from masktron.evaluation.panoptic_pq import id_to_rgb, pq_image_stats, read_panoptic_png
+from masktron.evaluation.panoptic_pq import id_to_rgb, pq_with_occurring, read_panoptic_png
 
-CATS = {1: {"isthing": 1}, 2: {"isthing": 1}, 3: {"isthing": 0}}
+CATS = [
+    {"id": 1, "name": "a", "isthing": 1},
+    {"id": 2, "name": "b", "isthing": 1},
+    {"id": 3, "name": "c", "isthing": 0},
+]
 
 
-def stats(gt_ids, gt_segments, pred_ids, pred_segments):
-    """{category: [iou, tp, fp, fn]} of one tiny image."""
-    gt_ids, pred_ids = np.array([gt_ids]), np.array([pred_ids])
-    stat = pq_image_stats(gt_ids, gt_segments, pred_ids, pred_segments, CATS, "tiny")
-    return {c: v.tolist() for c, v in stat.per_cat.items()}
+def stats(tmp_path, gt_ids, gt_segments, pred_ids, pred_segments):
+    """{category: [iou, tp, fp, fn]} of one tiny image, read back from pq_compute's figures."""
+    for name, ids, segments in (("gt", gt_ids, gt_segments), ("pred", pred_ids, pred_segments)):
+        (tmp_path / name).mkdir(exist_ok=True)
+        Image.fromarray(id_to_rgb(np.array([ids]))).save(tmp_path / name / "1.png")
+        annotation = {"image_id": 1, "file_name": "1.png", "segments_info": segments}
+        data = {"images": [{"id": 1, "file_name": "1.jpg", "height": 1, "width": len(ids)}]}
+        data |= {"categories": CATS, "annotations": [annotation]}
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    res, occurring = pq_with_occurring(tmp_path / "gt.json", tmp_path / "pred.json")
+    assert res == pq_compute(tmp_path / "gt.json", tmp_path / "pred.json")
+    return {c: v for c, v in res["per_class"].items() if c in occurring}
+
+
+def figures(counts: dict) -> dict:
+    """{category: [iou, tp, fp, fn]} -> the PQ, SQ, RQ they give."""
+    out = {}
+    for cat, (iou, tp, fp, fn) in counts.items():
+        denominator = tp + 0.5 * fp + 0.5 * fn
+        value = {"pq": iou / denominator, "sq": iou / tp if tp else 0.0, "rq": tp / denominator}
+        out[cat] = pytest.approx(value)
+    return out
 
 
 def seg(sid, cat, area=None, crowd=0):
     return {"id": sid, "category_id": cat, "iscrowd": crowd} | ({"area": area} if area else {})
 
 
-def test_iou_must_exceed_one_half():
+def test_iou_must_exceed_one_half(tmp_path):
     gt = [1, 1, 1, 1, 2, 2, 2, 2]
     gt_segs = [seg(1, 1, 4), seg(2, 3, 4)]
     # prediction 7 covers 2 of the 4 pixels of segment 1 (and nothing else): IoU = 2/4 = 0.5
-    half = stats(gt, gt_segs, [7, 7, 0, 0, 9, 9, 9, 9], [seg(7, 1), seg(9, 3)])
-    assert half == {1: [0, 0, 1, 1], 3: [1, 1, 0, 0]}
+    half = stats(tmp_path, gt, gt_segs, [7, 7, 0, 0, 9, 9, 9, 9], [seg(7, 1), seg(9, 3)])
+    assert half == figures({1: [0, 0, 1, 1], 3: [1, 1, 0, 0]})
     # 3 of 4 pixels: IoU = 3/4 matches
-    three = stats(gt, gt_segs, [7, 7, 7, 0, 9, 9, 9, 9], [seg(7, 1), seg(9, 3)])
-    assert three == {1: [0.75, 1, 0, 0], 3: [1, 1, 0, 0]}
+    three = stats(tmp_path, gt, gt_segs, [7, 7, 7, 0, 9, 9, 9, 9], [seg(7, 1), seg(9, 3)])
+    assert three == figures({1: [0.75, 1, 0, 0], 3: [1, 1, 0, 0]})
     # same pixels, wrong category: a miss and a false positive
-    assert stats(gt, gt_segs, [7, 7, 7, 7, 9, 9, 9, 9], [seg(7, 2), seg(9, 3)]) == {
-        1: [0, 0, 0, 1],
-        2: [0, 0, 1, 0],
-        3: [1, 1, 0, 0],
-    }
+    wrong = stats(tmp_path, gt, gt_segs, [7, 7, 7, 7, 9, 9, 9, 9], [seg(7, 2), seg(9, 3)])
+    assert wrong == figures({1: [0, 0, 0, 1], 2: [0, 0, 1, 0], 3: [1, 1, 0, 0]})
 
 
-def test_void_pixels_leave_the_union():
+def test_void_pixels_leave_the_union(tmp_path):
     # the prediction spills 2 pixels onto VOID: union = 6 + 4 - 4 - 2 = 4, IoU = 1
-    assert stats([0, 0, 1, 1, 1, 1], [seg(1, 1, 4)], [5] * 6, [seg(5, 1)]) == {1: [1, 1, 0, 0]}
+    got = stats(tmp_path, [0, 0, 1, 1, 1, 1], [seg(1, 1, 4)], [5] * 6, [seg(5, 1)])
+    assert got == figures({1: [1, 1, 0, 0]})
     # spilling onto another segment does count: IoU = 4 / 6
-    got = stats([2, 2, 1, 1, 1, 1], [seg(1, 1, 4), seg(2, 3, 2)], [5] * 6, [seg(5, 1)])
-    assert got == {1: [4 / 6, 1, 0, 0], 3: [0, 0, 0, 1]}
+    gt_segs = [seg(1, 1, 4), seg(2, 3, 2)]
+    got = stats(tmp_path, [2, 2, 1, 1, 1, 1], gt_segs, [5] * 6, [seg(5, 1)])
+    assert got == figures({1: [4 / 6, 1, 0, 0], 3: [0, 0, 0, 1]})
 
 
-def test_unmatched_prediction_on_void_or_own_crowd_is_not_a_false_positive():
+def test_unmatched_prediction_on_void_or_own_crowd_is_not_a_false_positive(tmp_path):
     gt = [0, 0, 0, 4, 4, 4, 4, 1, 1]
     gt_segs = [seg(4, 1, 4, crowd=1), seg(1, 3, 2)]
+    only_stuff = figures({3: [1, 1, 0, 0]})
+    stuff_and_fp = figures({2: [0, 0, 1, 0], 3: [1, 1, 0, 0]})
+
+    def run(pred, cat):
+        return stats(tmp_path, gt, gt_segs, pred, [seg(8, cat), seg(9, 3)])
+
     # 3 of 5 pixels on VOID: ignored; 2 of 5: a false positive
-    assert stats(gt, gt_segs, [8, 8, 8, 8, 8, 0, 0, 9, 9], [seg(8, 2), seg(9, 3)]) == {
-        3: [1, 1, 0, 0]
-    }
-    assert stats(gt, gt_segs, [0, 8, 8, 8, 8, 8, 0, 9, 9], [seg(8, 2), seg(9, 3)]) == {
-        2: [0, 0, 1, 0],
-        3: [1, 1, 0, 0],
-    }
+    assert run([8, 8, 8, 8, 8, 0, 0, 9, 9], 2) == only_stuff
+    assert run([0, 8, 8, 8, 8, 8, 0, 9, 9], 2) == stuff_and_fp
     # on the crowd region: ignored for its own category (1), a false positive for another (2)
-    assert stats(gt, gt_segs, [0, 0, 0, 8, 8, 8, 8, 9, 9], [seg(8, 1), seg(9, 3)]) == {
-        3: [1, 1, 0, 0]
-    }
-    on_crowd_other = stats(gt, gt_segs, [0, 0, 0, 8, 8, 8, 8, 9, 9], [seg(8, 2), seg(9, 3)])
-    assert on_crowd_other == {2: [0, 0, 1, 0], 3: [1, 1, 0, 0]}
+    assert run([0, 0, 0, 8, 8, 8, 8, 9, 9], 1) == only_stuff
+    assert run([0, 0, 0, 8, 8, 8, 8, 9, 9], 2) == stuff_and_fp
     # void + crowd of its own category add up: 1 + 2 of 4 pixels
-    assert stats(gt, gt_segs, [0, 0, 8, 8, 8, 0, 0, 9, 9], [seg(8, 1), seg(9, 3)]) == {
-        3: [1, 1, 0, 0]
-    }
+    assert run([0, 0, 8, 8, 8, 0, 0, 9, 9], 1) == only_stuff
 
 
 @pytest.fixture
@@ -107,7 +123,7 @@ def perfect_counts(gt: dict) -> tuple[int, int]:
 
 def test_perfect_prediction_scores_100(sample, tmp_path):
     gt_json, gt_dir, gt, pred_dir, ids = sample
-    res = pq_compute(gt_json, gt_json, gt_dir, gt_dir, progress=False)
+    res = pq_compute(gt_json, gt_json, gt_dir, gt_dir)
     things, stuff = perfect_counts(gt)
     assert things > 0 and stuff > 0
     for group, n in (("All", things + stuff), ("Things", things), ("Stuff", stuff)):
@@ -144,7 +160,7 @@ def test_perturbed_prediction_by_hand(sample, tmp_path):
         for a in gt["annotations"]
         for s in a["segments_info"]
     )
-    res = pq_compute(gt_json, save(tmp_path, pred, pred_dir, ids), gt_dir, pred_dir, progress=False)
+    res = pq_compute(gt_json, save(tmp_path, pred, pred_dir, ids), gt_dir, pred_dir)
 
     person_pq = (people - 1) / (people - 1 + 0.5)
     stuff_sq = (same_stuff - 1 + (big["area"] - k) / big["area"]) / same_stuff
@@ -168,7 +184,7 @@ def test_crowd_predicted_as_another_class_is_a_false_positive(sample, tmp_path):
     used = {s["category_id"] for a in gt["annotations"] for s in a["segments_info"]}
     absent = next(c["id"] for c in gt["categories"] if c["isthing"] and c["id"] not in used)
     crowd["category_id"] = absent
-    res = pq_compute(gt_json, save(tmp_path, pred, pred_dir, ids), gt_dir, pred_dir, progress=False)
+    res = pq_compute(gt_json, save(tmp_path, pred, pred_dir, ids), gt_dir, pred_dir)
     assert res["per_class"][absent] == {"pq": 0.0, "sq": 0.0, "rq": 0.0}
     assert res["Things"] == pytest.approx(
         {
@@ -187,16 +203,14 @@ def test_bad_predictions_are_named(sample, tmp_path):
 
     def check(pred, message, pred_ids=ids):
         with pytest.raises((ValueError, FileNotFoundError), match=message):
-            pq_compute(
-                gt_json, save(tmp_path, pred, pred_dir, pred_ids), gt_dir, pred_dir, progress=False
-            )
+            pq_compute(gt_json, save(tmp_path, pred, pred_dir, pred_ids), gt_dir, pred_dir)
 
     pred = copy.deepcopy(gt)
     lost = pred["annotations"][0]["segments_info"].pop()
-    check(pred, rf"image 142238.*ids \[{lost['id']}\] are in the PNG but not the JSON")
+    check(pred, rf"image 142238: predicted segment {lost['id']} is in the PNG but not in")
     pred = copy.deepcopy(gt)
     pred["annotations"][0]["segments_info"].append(seg(12345, 1))
-    check(pred, "predicted segment 12345 is in the JSON but not in the PNG")
+    check(pred, r"pred\.json .*image 142238: predicted segment 12345 is in segments_info but not")
     pred = copy.deepcopy(gt)
     pred["annotations"][0]["segments_info"][0]["category_id"] = 12
     check(pred, "unknown category_id 12")
@@ -207,9 +221,9 @@ def test_bad_predictions_are_named(sample, tmp_path):
     pred["annotations"].pop()
     check(pred, "no prediction for image id 439180")
     shifted = dict(ids) | {name0: ids[name0][:-1]}
-    check(copy.deepcopy(gt), r"prediction is \(426, 640\), ground truth \(427, 640\)", shifted)
+    check(copy.deepcopy(gt), "ground truth is 427×640 but the prediction is 426×640", shifted)
     with pytest.raises(FileNotFoundError, match="folder of prediction PNGs"):
-        pq_compute(gt_json, gt_json, gt_dir, tmp_path / "missing", progress=False)
+        pq_compute(gt_json, gt_json, gt_dir, tmp_path / "missing")
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(pred_dir / name0)
-    with pytest.raises(ValueError, match="is RGB"):
-        pq_compute(gt_json, gt_json, gt_dir, pred_dir, progress=False)
+    with pytest.raises(ValueError, match=f"{name0} is Grayscale; .* encodes segment ids as RGB"):
+        pq_compute(gt_json, gt_json, gt_dir, pred_dir)
