@@ -29,6 +29,7 @@ from masktron.data.datasets.coco_panoptic import (
     register_coco_panoptic,
     register_coco_panoptic_separated,
 )
+from masktron.data.datasets.lvis import register_lvis_instances
 from masktron.data.datasets.via import register_via_instances
 
 __all__ = ["dataset_root", "register_all_builtin"]
@@ -65,6 +66,14 @@ _COCO_PANOPTIC = {
         "coco/annotations/panoptic_val2017_100.json",
         "coco/panoptic_stuff_val2017_100",
     ),
+}
+
+# LVIS v1 (Detectron2's names and paths; the images are COCO 2017's)
+_LVIS = {
+    "lvis_v1_train": ("coco/", "lvis/lvis_v1_train.json"),
+    "lvis_v1_val": ("coco/", "lvis/lvis_v1_val.json"),
+    "lvis_v1_test_dev": ("coco/", "lvis/lvis_v1_image_info_test_dev.json"),
+    "lvis_v1_test_challenge": ("coco/", "lvis/lvis_v1_image_info_test_challenge.json"),
 }
 
 _DSB2018 = {
@@ -139,6 +148,11 @@ def register_all_builtin(root: str) -> None:
             instances_json,
         )
         _wrap_last(name, [panoptic_json, panoptic_root])
+
+    for name, (image_root, json_file) in _LVIS.items():
+        image_root, json_file = os.path.join(root, image_root), os.path.join(root, json_file)
+        register_lvis_instances(name, {}, json_file, image_root)
+        _wrap_last(name, [json_file])
 
     for name, (image_root, json_file) in _DSB2018.items():
         image_root, json_file = os.path.join(root, image_root), os.path.join(root, json_file)

@@ -15,6 +15,7 @@ from masktron.evaluation.evaluator import (
     inference_context,
     inference_on_dataset,
 )
+from masktron.evaluation.lvis_evaluation import LVISEvaluator, lvis_evaluate
 from masktron.evaluation.panoptic_evaluation import COCOPanopticEvaluator
 from masktron.evaluation.panoptic_pq import pq_compute
 from masktron.evaluation.sem_seg_evaluation import SemSegEvaluator
@@ -26,6 +27,7 @@ __all__ = [
     "CocoGroundTruth",
     "DatasetEvaluator",
     "DatasetEvaluators",
+    "LVISEvaluator",
     "SemSegEvaluator",
     "build_evaluator",
     "coco_evaluate",
@@ -33,6 +35,7 @@ __all__ = [
     "inference_context",
     "inference_on_dataset",
     "instances_to_coco_json",
+    "lvis_evaluate",
     "pq_compute",
     "print_csv_format",
 ]

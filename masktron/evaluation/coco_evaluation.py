@@ -110,6 +110,8 @@ class COCOEvaluator(DatasetEvaluator):
             $MASKTRON_COCO_ENGINE, else hotcoco).
     """
 
+    _results_file = "coco_instances_results.json"
+
     def __init__(
         self,
         dataset_name: str,
@@ -247,7 +249,7 @@ class COCOEvaluator(DatasetEvaluator):
         results = [r for p in predictions for r in p.get("instances", [])]
         self._map_classes(results)
         if self._output_dir:
-            path = os.path.join(self._output_dir, "coco_instances_results.json")
+            path = os.path.join(self._output_dir, self._results_file)
             with atomic_open(path, "w") as f:
                 json.dump(results, f)
             logger.info("Saved COCO results to %s", path)
