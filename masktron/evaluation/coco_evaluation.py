@@ -25,7 +25,7 @@ from masktron.evaluation.coco_engine import (
 from masktron.evaluation.engine import resolve_engine
 from masktron.evaluation.evaluator import DatasetEvaluator, gather_to_main
 from masktron.evaluation.proposal_recall import box_proposal_metrics
-from masktron.evaluation.results_checks import check_detections
+from masktron.evaluation.results_checks import CheckedResults, check_detections
 from masktron.evaluation.rle import encode_masks
 from masktron.evaluation.table import create_small_table, per_category_table
 from masktron.utils.file_io import atomic_open
@@ -280,13 +280,14 @@ class COCOEvaluator(DatasetEvaluator):
                 tasks += (task,)
         return tasks
 
-    def _evaluate_task(self, results: list[dict], task: str, img_ids: Any) -> dict[str, float]:
+    def _checked(self, results: list[dict], task: str) -> CheckedResults:
+        """The results `task` evaluates, checked against the ground truth."""
         self._gt.check_task(task)
         if task == "segm":
             # Detectron2 drops the boxes: with them, pycocotools would take the box area as the
             # instance's area and sort masks into small/medium/large by their boxes.
             results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
-        clean = check_detections(
+        return check_detections(
             results,
             image_sizes=self._gt.image_sizes,
             cat_ids=self._gt.cat_ids,
@@ -294,6 +295,9 @@ class COCOEvaluator(DatasetEvaluator):
             source=f"predictions on {self._dataset_name}",
             num_keypoints=self._gt.num_keypoints if task == "keypoints" else None,
         )
+
+    def _evaluate_task(self, results: list[dict], task: str, img_ids: Any) -> dict[str, float]:
+        clean = self._checked(results, task)
         check_kpt_sigmas(self._kpt_oks_sigmas, self._gt, task)
         arrays = run_cocoeval(
             self._gt,

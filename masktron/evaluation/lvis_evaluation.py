@@ -166,16 +166,7 @@ class LVISEvaluator(COCOEvaluator):
         return mapping
 
     def _evaluate_task(self, results: list[dict], task: str, img_ids: Any) -> dict[str, float]:
-        self._gt.check_task(task)
-        if task == "segm":  # as in Detectron2: mask areas, not box areas, decide the size
-            results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
-        checked = check_detections(
-            results,
-            image_sizes=self._gt.image_sizes,
-            cat_ids=self._gt.cat_ids,
-            iou_type=task,
-            source=f"predictions on {self._dataset_name}",
-        )
+        checked = self._checked(results, task)
         figures, arrays = run_lvis_eval(self._gt, checked, task, max_dets=self._lvis_max_dets)
         self.arrays[task] = arrays
         res = {k: figures[k] for k in LVIS_METRICS}
