@@ -1,12 +1,15 @@
 """Evaluate a results file, or a model on a registered dataset.
 
-  masktron eval --gt instances_val2017.json --results dets.json [--iou-type bbox segm]
+  masktron eval --gt instances_val2017.json --results dets.json [--iou-type bbox segm keypoints]
+  masktron eval --gt lvis_v1_val.json --results dets.json          (LVIS ground truth: LVIS AP)
   masktron eval --gt panoptic_val2017.json --results panoptic_pred.json [--gt-folder DIR]
   masktron eval --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml --weights model.pkl
 
 Results files are COCO results (a JSON list of detections) or COCO panoptic predictions (a JSON
 object with "annotations" and a PNG folder beside it, named like the file without ".json").
-Figures are printed in Detectron2's tables, in percent.
+Figures are printed in Detectron2's tables, in percent; `--per-class` adds a per-category table
+(AP, AP50, AP75, by size, AR, number of objects; worst first), `--plots DIR` writes
+precision-recall curves as PNG (overall and one chart per category).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument(
         "--iou-type",
         nargs="+",
-        choices=("bbox", "segm", "panoptic"),
-        help="default: panoptic for panoptic files; else bbox, and segm when results have masks",
+        choices=("bbox", "segm", "keypoints", "panoptic"),
+        help="default: panoptic for panoptic files; else bbox, plus segm / keypoints when every "
+        "result has masks / keypoints",
     )
     files.add_argument("--gt-folder", help="panoptic ground-truth PNGs (default: --gt minus .json)")
     files.add_argument(
@@ -47,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--output-dir", help="write results files (COCO JSON, panoptic PNGs) here")
     model.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     parser.add_argument("--output", metavar="JSON", help="also write the figures to this file")
+    parser.add_argument(
+        "--per-class",
+        action="store_true",
+        help="print a per-category table: AP, AP50, AP75, APs/m/l, AR, objects (worst first)",
+    )
+    parser.add_argument(
+        "--plots", metavar="DIR", help="write precision-recall curves (PNG) of each task here"
+    )
 
 
 def _print(results: dict[str, dict[str, Any]]) -> None:
@@ -74,35 +86,66 @@ def _print(results: dict[str, dict[str, Any]]) -> None:
                 print(f"Per-category {task} {prefix}:\n{per_category_table(per_cat, prefix)}\n")
 
 
-def _eval_files(args: argparse.Namespace) -> dict[str, Any]:
-    from masktron.evaluation import CocoGroundTruth, coco_evaluate, pq_compute
+def _per_class(curves: dict[str, Any], table: bool, folder: str | None) -> None:
+    from masktron.evaluation.plots import (
+        per_category_detail_table,
+        per_category_figures,
+        save_pr_plots,
+    )
+
+    for task, (arrays, gt) in curves.items():
+        if table:
+            counts: dict[Any, int] = {}
+            for ann in gt.dataset.get("annotations", []):
+                if not ann.get("iscrowd", 0):
+                    counts[ann["category_id"]] = counts.get(ann["category_id"], 0) + 1
+            rows = per_category_figures(arrays, gt.cat_names, counts)
+            print(
+                f"Per-category {task} figures (worst first):\n{per_category_detail_table(rows)}\n"
+            )
+        if folder:
+            paths = save_pr_plots(arrays, gt.cat_names, folder, task.replace("/", "_"))
+            print(f"Precision-recall curves of {task}: {', '.join(paths)}")
+
+
+def _eval_files(args: argparse.Namespace, curves: dict[str, Any]) -> dict[str, Any]:
+    from masktron.evaluation import CocoGroundTruth, pq_compute
     from masktron.evaluation.coco_checks import read_json
+    from masktron.evaluation.coco_engine import coco_evaluate_arrays
+    from masktron.evaluation.lvis_evaluation import lvis_evaluate_arrays
 
     results = read_json(args.results)
     panoptic = isinstance(results, dict) and "annotations" in results
     iou_types = args.iou_type
     if iou_types is None:
-        if panoptic:
-            iou_types = ["panoptic"]
-        elif isinstance(results, list) and results and all("segmentation" in r for r in results):
-            iou_types = ["bbox", "segm"]
-        else:
-            iou_types = ["bbox"]
+        iou_types = ["panoptic"] if panoptic else ["bbox"]
+        if isinstance(results, list) and results:
+            for task, key in (("segm", "segmentation"), ("keypoints", "keypoints")):
+                if all(isinstance(r, dict) and key in r for r in results):
+                    iou_types.append(task)
     if "panoptic" in iou_types:
         if len(iou_types) > 1 or not panoptic:
             raise CommandError("--iou-type panoptic needs panoptic predictions (a JSON object)")
         return {
-            "panoptic_seg": pq_compute(
-                args.gt, args.results, args.gt_folder, args.results_folder, progress=False
-            )
+            "panoptic_seg": pq_compute(args.gt, args.results, args.gt_folder, args.results_folder)
         }
     if panoptic:
         raise CommandError(f"{args.results} holds panoptic predictions; use --iou-type panoptic")
     gt = CocoGroundTruth.load(args.gt)
-    return {iou: coco_evaluate(gt, results, iou, backend=args.backend) for iou in iou_types}
+    lvis = all("frequency" in c for c in gt.dataset["categories"])
+    out = {}
+    for iou in iou_types:
+        if lvis:
+            if iou == "keypoints":
+                raise CommandError(f"{args.gt} is an LVIS ground truth: no keypoint AP")
+            out[iou], arrays = lvis_evaluate_arrays(gt, results, iou)
+        else:
+            out[iou], arrays = coco_evaluate_arrays(gt, results, iou, backend=args.backend)
+        curves[iou] = (arrays, gt)
+    return out
 
 
-def _eval_model(args: argparse.Namespace) -> dict[str, Any]:
+def _eval_model(args: argparse.Namespace, curves: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from masktron.checkpoint import DetectionCheckpointer
@@ -134,7 +177,11 @@ def _eval_model(args: argparse.Namespace) -> dict[str, Any]:
         loader = build_detection_test_loader(cfg, name)
         evaluator = build_evaluator(name, output_dir)
         for task, res in inference_on_dataset(model, loader, evaluator).items():
-            results[task if len(names) == 1 else f"{name}/{task}"] = res
+            key = task if len(names) == 1 else f"{name}/{task}"
+            results[key] = res
+        for one in getattr(evaluator, "_evaluators", [evaluator]):
+            for task, arrays in getattr(one, "arrays", {}).items():
+                curves[task if len(names) == 1 else f"{name}/{task}"] = (arrays, one._gt)
     return results
 
 
@@ -146,10 +193,18 @@ def run(args: argparse.Namespace) -> int:
         args._parser.error("--gt and --results go together")
     if not files_mode:  # progress and timing on stderr; the tables once, below, on stdout
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-        for name in ("coco_evaluation", "panoptic_evaluation", "sem_seg_evaluation"):
+        for name in (
+            "coco_evaluation",
+            "lvis_evaluation",
+            "panoptic_evaluation",
+            "sem_seg_evaluation",
+        ):
             logging.getLogger(f"masktron.evaluation.{name}").setLevel(logging.WARNING)
-    results = _eval_files(args) if files_mode else _eval_model(args)
+    curves: dict[str, Any] = {}  # task -> (accumulated arrays, its ground truth)
+    results = _eval_files(args, curves) if files_mode else _eval_model(args, curves)
     _print(results)
+    if args.per_class or args.plots:
+        _per_class(curves, args.per_class, args.plots)
     if args.output:
         from masktron.utils.file_io import write_json
 

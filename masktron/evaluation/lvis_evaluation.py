@@ -107,6 +107,17 @@ def lvis_evaluate(
         {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR@300", "ARs@300",
         "ARm@300", "ARl@300", "AP-<category name>"...}.
     """
+    return lvis_evaluate_arrays(gt_json, detections, iou_type, max_dets=max_dets)[0]
+
+
+def lvis_evaluate_arrays(
+    gt_json: str | os.PathLike | Mapping | CocoGroundTruth,
+    detections: str | os.PathLike | list[dict[str, Any]],
+    iou_type: str = "bbox",
+    *,
+    max_dets: int = LVIS_MAX_DETS,
+) -> tuple[dict[str, float], CocoEvalArrays]:
+    """`lvis_evaluate`'s figures, and the accumulated arrays they come from (for plots)."""
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"LVIS iou_type must be bbox or segm, got {iou_type!r}")
     gt = CocoGroundTruth.load(gt_json)
@@ -121,7 +132,7 @@ def lvis_evaluate(
     figures, arrays = run_lvis_eval(gt, checked, iou_type, max_dets=max_dets)
     for cat_id, ap in per_category_ap(arrays).items():
         figures[f"AP-{gt.cat_names[cat_id]}"] = ap
-    return figures
+    return figures, arrays
 
 
 class LVISEvaluator(COCOEvaluator):
