@@ -109,10 +109,8 @@ def _per_class(curves: dict[str, Any], table: bool, folder: str | None) -> None:
 
 
 def _eval_files(args: argparse.Namespace, curves: dict[str, Any]) -> dict[str, Any]:
-    from masktron.evaluation import CocoGroundTruth, pq_compute
+    from masktron.evaluation import CocoGroundTruth, coco_evaluate, lvis_evaluate, pq_compute
     from masktron.evaluation.coco_checks import read_json
-    from masktron.evaluation.coco_engine import coco_evaluate_arrays
-    from masktron.evaluation.lvis_evaluation import lvis_evaluate_arrays
 
     results = read_json(args.results)
     panoptic = isinstance(results, dict) and "annotations" in results
@@ -132,16 +130,18 @@ def _eval_files(args: argparse.Namespace, curves: dict[str, Any]) -> dict[str, A
     if panoptic:
         raise CommandError(f"{args.results} holds panoptic predictions; use --iou-type panoptic")
     gt = CocoGroundTruth.load(args.gt)
-    lvis = all("frequency" in c for c in gt.dataset["categories"])
-    out = {}
+    cats = gt.dataset["categories"]
+    lvis = bool(cats) and all("frequency" in c for c in cats)  # LVIS: rare/common/frequent
+    out: dict[str, Any] = {}
+    arrays: dict[str, Any] = {}
     for iou in iou_types:
         if lvis:
             if iou == "keypoints":
                 raise CommandError(f"{args.gt} is an LVIS ground truth: no keypoint AP")
-            out[iou], arrays = lvis_evaluate_arrays(gt, results, iou)
+            out[iou] = lvis_evaluate(gt, results, iou, arrays=arrays)
         else:
-            out[iou], arrays = coco_evaluate_arrays(gt, results, iou, backend=args.backend)
-        curves[iou] = (arrays, gt)
+            out[iou] = coco_evaluate(gt, results, iou, backend=args.backend, arrays=arrays)
+        curves[iou] = (arrays[iou], gt)
     return out
 
 

@@ -297,7 +297,7 @@ def check_max_dets(max_dets: Sequence[int]) -> list[int]:
     return max_dets
 
 
-def coco_evaluate_arrays(
+def coco_evaluate(
     gt_json: str | os.PathLike | Mapping | CocoGroundTruth,
     detections: str | os.PathLike | list[dict[str, Any]],
     iou_type: str = "bbox",
@@ -306,8 +306,38 @@ def coco_evaluate_arrays(
     max_dets: Sequence[int] | None = None,
     img_ids: Sequence[Any] | None = None,
     kpt_oks_sigmas: Sequence[float] | None = None,
-) -> tuple[dict[str, float], CocoEvalArrays]:
-    """`coco_evaluate`'s figures, and the accumulated arrays they come from (for plots)."""
+    arrays: dict[str, CocoEvalArrays] | None = None,
+) -> dict[str, float]:
+    """COCO box, mask or keypoint AP/AR of results against a ground-truth file, in percent.
+
+    Args:
+        gt_json: COCO ground truth: a JSON path, the parsed dict or a `CocoGroundTruth`
+            (reuse one to evaluate many result sets).
+        detections: COCO results: a list of dicts (`image_id`, `category_id`, `score`, `bbox`
+            [x, y, w, h] in pixels, and for "segm" a `segmentation` as RLE or polygons, for
+            "keypoints" `keypoints` [x1, y1, s1, ...]) or the path of such a JSON file. An
+            empty list is valid and scores 0.
+        iou_type: "bbox", "segm" or "keypoints". As in pycocotools, when the results carry
+            boxes their area (which decides small/medium/large) is the box area.
+        backend: the engine, "hotcoco" or "pycocotools"; default: $MASKTRON_COCO_ENGINE, else
+            hotcoco. Both give the same figures.
+        max_dets: the 3 per-image detection limits (default COCO's 1, 10, 100; keypoints: 20).
+        img_ids: evaluate on these ground-truth images only (default: all).
+        kpt_oks_sigmas: per-keypoint OKS sigmas (default: COCO's 17 person keypoints).
+        arrays: if given, the accumulated precision/recall arrays are stored in it under
+            `iou_type` (for per-category tables and PR plots).
+
+    Returns:
+        bbox / segm: {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs",
+        "ARm", "ARl", "AP-<category name>"...}; keypoints: {"AP", "AP50", "AP75", "APm", "APl",
+        "AR", "AR50", "AR75", "ARm", "ARl", "AP-<category name>"...}. Floats in percent; NaN
+        where the ground truth has nothing to find (no instances of a category or area range).
+
+    Raises:
+        ValueError: malformed ground truth or results (image ids not in the ground truth,
+            unknown categories, malformed RLE, ...), naming the file and the entry;
+            FileNotFoundError.
+    """
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {', '.join(IOU_TYPES)}, got {iou_type!r}")
     if max_dets is not None:
@@ -336,7 +366,7 @@ def coco_evaluate_arrays(
         unknown = [i for i in img_ids if i not in gt.image_sizes]
         if unknown:
             raise ValueError(f"img_ids not in {gt.source}: {unknown[:8]}")
-    arrays = run_cocoeval(
+    accumulated = run_cocoeval(
         gt,
         checked,
         iou_type,
@@ -345,62 +375,15 @@ def coco_evaluate_arrays(
         img_ids=img_ids,
         kpt_oks_sigmas=kpt_oks_sigmas,
     )
-    results = summarize(arrays, iou_type)
-    names = [gt.cat_names[c] for c in arrays.cat_ids]
-    for cat_id, ap in per_category_ap(arrays).items():
+    if arrays is not None:
+        arrays[iou_type] = accumulated
+    results = summarize(accumulated, iou_type)
+    names = [gt.cat_names[c] for c in accumulated.cat_ids]
+    for cat_id, ap in per_category_ap(accumulated).items():
         name = gt.cat_names[cat_id]
         key = f"AP-{name}" if names.count(name) == 1 else f"AP-{name} ({cat_id})"
         results[key] = ap
-    return results, arrays
-
-
-def coco_evaluate(
-    gt_json: str | os.PathLike | Mapping | CocoGroundTruth,
-    detections: str | os.PathLike | list[dict[str, Any]],
-    iou_type: str = "bbox",
-    *,
-    backend: str | None = None,
-    max_dets: Sequence[int] | None = None,
-    img_ids: Sequence[Any] | None = None,
-    kpt_oks_sigmas: Sequence[float] | None = None,
-) -> dict[str, float]:
-    """COCO box, mask or keypoint AP/AR of results against a ground-truth file, in percent.
-
-    Args:
-        gt_json: COCO ground truth: a JSON path, the parsed dict or a `CocoGroundTruth`
-            (reuse one to evaluate many result sets).
-        detections: COCO results: a list of dicts (`image_id`, `category_id`, `score`, `bbox`
-            [x, y, w, h] in pixels, and for "segm" a `segmentation` as RLE or polygons, for
-            "keypoints" `keypoints` [x1, y1, s1, ...]) or the path of such a JSON file. An
-            empty list is valid and scores 0.
-        iou_type: "bbox", "segm" or "keypoints". As in pycocotools, when the results carry
-            boxes their area (which decides small/medium/large) is the box area.
-        backend: the engine, "hotcoco" or "pycocotools"; default: $MASKTRON_COCO_ENGINE, else
-            hotcoco. Both give the same figures.
-        max_dets: the 3 per-image detection limits (default COCO's 1, 10, 100; keypoints: 20).
-        img_ids: evaluate on these ground-truth images only (default: all).
-        kpt_oks_sigmas: per-keypoint OKS sigmas (default: COCO's 17 person keypoints).
-
-    Returns:
-        bbox / segm: {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs",
-        "ARm", "ARl", "AP-<category name>"...}; keypoints: {"AP", "AP50", "AP75", "APm", "APl",
-        "AR", "AR50", "AR75", "ARm", "ARl", "AP-<category name>"...}. Floats in percent; NaN
-        where the ground truth has nothing to find (no instances of a category or area range).
-
-    Raises:
-        ValueError: malformed ground truth or results (image ids not in the ground truth,
-            unknown categories, malformed RLE, ...), naming the file and the entry;
-            FileNotFoundError.
-    """
-    return coco_evaluate_arrays(
-        gt_json,
-        detections,
-        iou_type,
-        backend=backend,
-        max_dets=max_dets,
-        img_ids=img_ids,
-        kpt_oks_sigmas=kpt_oks_sigmas,
-    )[0]
+    return results
 
 
 COCO_PERSON_SIGMAS = 17  # COCO's keypoint sigmas are for its 17 person keypoints

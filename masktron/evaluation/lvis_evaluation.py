@@ -94,6 +94,7 @@ def lvis_evaluate(
     iou_type: str = "bbox",
     *,
     max_dets: int = LVIS_MAX_DETS,
+    arrays: dict[str, CocoEvalArrays] | None = None,
 ) -> dict[str, float]:
     """LVIS AP of COCO-format results against an LVIS ground truth, in percent.
 
@@ -102,22 +103,12 @@ def lvis_evaluate(
         detections: COCO results (a list of dicts or a JSON path), as for `coco_evaluate`.
         iou_type: "bbox" or "segm".
         max_dets: detections kept per image (the top-scoring over all categories; LVIS: 300).
+        arrays: if given, the accumulated arrays are stored in it under `iou_type`.
 
     Returns:
         {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR@300", "ARs@300",
         "ARm@300", "ARl@300", "AP-<category name>"...}.
     """
-    return lvis_evaluate_arrays(gt_json, detections, iou_type, max_dets=max_dets)[0]
-
-
-def lvis_evaluate_arrays(
-    gt_json: str | os.PathLike | Mapping | CocoGroundTruth,
-    detections: str | os.PathLike | list[dict[str, Any]],
-    iou_type: str = "bbox",
-    *,
-    max_dets: int = LVIS_MAX_DETS,
-) -> tuple[dict[str, float], CocoEvalArrays]:
-    """`lvis_evaluate`'s figures, and the accumulated arrays they come from (for plots)."""
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"LVIS iou_type must be bbox or segm, got {iou_type!r}")
     gt = CocoGroundTruth.load(gt_json)
@@ -129,10 +120,12 @@ def lvis_evaluate_arrays(
     checked = check_detections(
         detections, image_sizes=gt.image_sizes, cat_ids=gt.cat_ids, iou_type=iou_type, source=source
     )
-    figures, arrays = run_lvis_eval(gt, checked, iou_type, max_dets=max_dets)
-    for cat_id, ap in per_category_ap(arrays).items():
+    figures, accumulated = run_lvis_eval(gt, checked, iou_type, max_dets=max_dets)
+    if arrays is not None:
+        arrays[iou_type] = accumulated
+    for cat_id, ap in per_category_ap(accumulated).items():
         figures[f"AP-{gt.cat_names[cat_id]}"] = ap
-    return figures, arrays
+    return figures
 
 
 class LVISEvaluator(COCOEvaluator):

@@ -10,7 +10,7 @@ from eval_helpers import load_gt, noisy_detections
 from PIL import Image
 
 from masktron.cli.main import main
-from masktron.evaluation.coco_engine import coco_evaluate_arrays
+from masktron.evaluation import coco_evaluate
 from masktron.evaluation.plots import per_category_figures, pr_curves, save_pr_plots
 
 TINY = {
@@ -29,7 +29,9 @@ def test_curves_and_table_by_hand(tmp_path):
         {"image_id": 1, "category_id": 1, "bbox": [60, 60, 30, 30], "score": 0.9},
         {"image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "score": 0.8},
     ]
-    res, arrays = coco_evaluate_arrays(TINY, dets, "bbox")
+    kept: dict = {}
+    coco_evaluate(TINY, dets, "bbox", arrays=kept)
+    arrays = kept["bbox"]
     curves = pr_curves(arrays)
     for curve in curves.values():
         assert curve.shape == (101,) and np.allclose(curve, 0.5)
@@ -55,7 +57,7 @@ def test_cli_per_class_and_plots(coco_sample, tmp_path, capsys):
     args = ["eval", "--gt", path, "--results", str(results), "--per-class", "--plots", str(plots)]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    expected, _ = coco_evaluate_arrays(path, dets, "segm")
+    expected = coco_evaluate(path, dets, "segm")
     assert "Per-category segm figures (worst first):" in printed
     detail = printed.split("Per-category segm figures (worst first):")[1].splitlines()
     row = next(line for line in detail if line.startswith("| person "))
