@@ -42,6 +42,19 @@ PACKAGE_ZOO_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_zoo"
 )
 DETECTRON2_BASE_URL = "https://dl.fbaipublicfiles.com/detectron2/"
+# Detectron2's `catalog://ImageNetPretrained/<name>` (its ModelCatalog): Caffe2 ImageNet models
+# published with Detectron (1), e.g. the GroupNorm ResNet of Misc/mask_rcnn_R_50_FPN_3x_gn.
+CATALOG_PREFIX = "catalog://"
+DETECTRON1_BASE_URL = "https://dl.fbaipublicfiles.com/detectron/"
+CATALOG_IMAGENET = {
+    "MSRA/R-50": "ImageNetPretrained/MSRA/R-50.pkl",
+    "MSRA/R-101": "ImageNetPretrained/MSRA/R-101.pkl",
+    "FAIR/R-50-GN": "ImageNetPretrained/47261647/R-50-GN.pkl",
+    "FAIR/R-101-GN": "ImageNetPretrained/47592356/R-101-GN.pkl",
+    "FAIR/X-101-32x8d": "ImageNetPretrained/20171220/X-101-32x8d.pkl",
+    "FAIR/X-101-64x4d": "ImageNetPretrained/FBResNeXt/X-101-64x4d.pkl",
+    "FAIR/X-152-32x8d-IN5k": "ImageNetPretrained/25093814/X-152-32x8d-IN5k.pkl",
+}
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60.0
 _D2_HASH = re.compile(r"_([0-9a-f]{6})\.(pkl|pth)$")  # model_final_f10217.pkl -> md5 prefix
@@ -60,10 +73,20 @@ def get_cache_dir() -> str:
 def resolve_url(path_or_url: str) -> str | None:
     """The http(s) URL that `path_or_url` names, or None for a local path (or a `file://` URL).
 
-    `detectron2://X` means `https://dl.fbaipublicfiles.com/detectron2/X`.
+    `detectron2://X` means `https://dl.fbaipublicfiles.com/detectron2/X`;
+    `catalog://ImageNetPretrained/<name>` is looked up in Detectron2's catalog of ImageNet models.
     """
     if path_or_url.startswith(DETECTRON2_PREFIX):
         return DETECTRON2_BASE_URL + path_or_url[len(DETECTRON2_PREFIX) :].lstrip("/")
+    if path_or_url.startswith(CATALOG_PREFIX):
+        name = path_or_url[len(CATALOG_PREFIX) :]
+        key = name.removeprefix("ImageNetPretrained/")
+        if not name.startswith("ImageNetPretrained/") or key not in CATALOG_IMAGENET:
+            raise ValueError(
+                f"{path_or_url!r} is not in the model catalog; known: "
+                f"{sorted('catalog://ImageNetPretrained/' + k for k in CATALOG_IMAGENET)}"
+            )
+        return DETECTRON1_BASE_URL + CATALOG_IMAGENET[key]
     scheme = urllib.parse.urlsplit(path_or_url).scheme.lower()
     return path_or_url if scheme in ("http", "https") else None
 

@@ -28,6 +28,7 @@ class ZooEntry:
     mask_ap: float | None = None
     pq: float | None = None
     proposal_ar: float | None = None  # AR@1000 of proposal-only (RPN) models
+    keypoint_ap: float | None = None  # COCO person keypoint AP (OKS)
 
 
 # config name (without .yaml) -> entry; figures from Detectron2's MODEL_ZOO.md.
@@ -90,6 +91,25 @@ ZOO: dict[str, ZooEntry] = {
     ),
     "COCO-PanopticSegmentation/panoptic_fpn_R_101_3x": ZooEntry(
         "139514519/model_final_cafdb1.pkl", 42.4, 38.5, 43.0
+    ),
+    "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x": ZooEntry(
+        "137261548/model_final_04e291.pkl", 53.6, keypoint_ap=64.0
+    ),
+    "COCO-Keypoints/keypoint_rcnn_R_50_FPN_3x": ZooEntry(
+        "137849621/model_final_a6e10b.pkl", 55.4, keypoint_ap=65.5
+    ),
+    "COCO-Keypoints/keypoint_rcnn_R_101_FPN_3x": ZooEntry(
+        "138363331/model_final_997cc7.pkl", 56.4, keypoint_ap=66.1
+    ),
+    "COCO-Keypoints/keypoint_rcnn_X_101_32x8d_FPN_3x": ZooEntry(
+        "139686956/model_final_5ad38f.pkl", 57.3, keypoint_ap=66.0
+    ),
+    "Misc/cascade_mask_rcnn_R_50_FPN_1x": ZooEntry("138602847/model_final_e9d89b.pkl", 42.1, 36.4),
+    "Misc/cascade_mask_rcnn_R_50_FPN_3x": ZooEntry("144998488/model_final_480dd8.pkl", 44.3, 38.5),
+    "Misc/mask_rcnn_R_50_FPN_3x_syncbn": ZooEntry("169527823/model_final_3b3c51.pkl", 41.9, 37.8),
+    "Misc/mask_rcnn_R_50_FPN_3x_gn": ZooEntry("138602888/model_final_dc5d9e.pkl", 42.6, 38.6),
+    "Misc/scratch_mask_rcnn_R_50_FPN_3x_gn": ZooEntry(
+        "138602908/model_final_01ca85.pkl", 39.9, 36.6
     ),
     # masktron's own models, weights shipped in the package (fp16; trained by `masktron train`
     # with the config as shipped; AP on the DSB2018 val split, not COCO).

@@ -22,6 +22,7 @@ from masktron.layers import ShapeSpec, get_norm
 from masktron.models.anchors import DefaultAnchorGenerator
 from masktron.models.box_coder import Box2BoxTransform
 from masktron.models.build_dense import build_panoptic_fpn, build_retinanet
+from masktron.models.build_heads import build_cascade_roi_heads, build_keypoint_branch
 from masktron.models.matcher import Matcher
 from masktron.models.poolers import ROIPooler
 from masktron.models.proposal_network import ProposalNetwork
@@ -267,6 +268,10 @@ def build_roi_heads(cfg: CfgNode, shapes: dict[str, ShapeSpec]) -> nn.Module:
     in_shapes = [shapes[f] for f in h.IN_FEATURES]
     channels = _known(in_shapes[0].channels, "channels")
     if h.NAME == "Res5ROIHeads":
+        if cfg.MODEL.KEYPOINT_ON:
+            raise ValueError(
+                "keypoint heads need ROI_HEADS.NAME StandardROIHeads (FPN), not Res5ROIHeads"
+            )
         res5, out_channels = _res5_head(cfg)
         return Res5ROIHeads(
             in_features=h.IN_FEATURES,
@@ -276,38 +281,49 @@ def build_roi_heads(cfg: CfgNode, shapes: dict[str, ShapeSpec]) -> nn.Module:
             mask_head=build_mask_head(cfg, out_channels) if cfg.MODEL.MASK_ON else None,
             **common,
         )
-    if h.NAME != "StandardROIHeads":
+    if h.NAME not in ("StandardROIHeads", "CascadeROIHeads"):
         raise ValueError(
-            f"MODEL.ROI_HEADS.NAME {h.NAME!r} is not one of StandardROIHeads, Res5ROIHeads"
+            f"MODEL.ROI_HEADS.NAME {h.NAME!r} is not one of StandardROIHeads, CascadeROIHeads, "
+            "Res5ROIHeads"
         )
     b = cfg.MODEL.ROI_BOX_HEAD
     if b.NAME != "FastRCNNConvFCHead":
         raise ValueError(f"ROI_BOX_HEAD.NAME {b.NAME!r} is not supported")
     res = b.POOLER_RESOLUTION
-    box_head = FastRCNNConvFCHead(
-        input_shape=ShapeSpec(channels=channels, height=res, width=res),
-        conv_dims=[b.CONV_DIM] * b.NUM_CONV,
-        fc_dims=[b.FC_DIM] * b.NUM_FC,
-        conv_norm=b.NORM,
-    )
+
+    def make_box_head() -> FastRCNNConvFCHead:
+        return FastRCNNConvFCHead(
+            input_shape=ShapeSpec(channels=channels, height=res, width=res),
+            conv_dims=[b.CONV_DIM] * b.NUM_CONV,
+            fc_dims=[b.FC_DIM] * b.NUM_FC,
+            conv_norm=b.NORM,
+        )
+
     mask_on = cfg.MODEL.MASK_ON
-    return StandardROIHeads(
+    heads: dict = dict(
         box_in_features=h.IN_FEATURES,
         box_pooler=_pooler(b, in_shapes),
-        box_head=box_head,
-        box_predictor=build_box_predictor(cfg, _known(box_head.output_shape.channels, "channels")),
         mask_in_features=h.IN_FEATURES if mask_on else None,
         mask_pooler=_pooler(cfg.MODEL.ROI_MASK_HEAD, in_shapes) if mask_on else None,
         mask_head=build_mask_head(cfg, channels) if mask_on else None,
+        **build_keypoint_branch(cfg, in_shapes),
         **common,
+    )
+    if h.NAME == "CascadeROIHeads":
+        return build_cascade_roi_heads(
+            cfg, make_box_head, lambda size: build_box_predictor(cfg, size), **heads
+        )
+    box_head = make_box_head()
+    return StandardROIHeads(
+        box_head=box_head,
+        box_predictor=build_box_predictor(cfg, _known(box_head.output_shape.channels, "channels")),
+        **heads,
     )
 
 
 def build_rcnn(cfg: CfgNode) -> GeneralizedRCNN:
     """Faster R-CNN / Mask R-CNN (FPN, C4 or DC5 layouts) from the config, or Fast R-CNN
     (`PROPOSAL_GENERATOR.NAME` "PrecomputedProposals": proposals come with the inputs)."""
-    if cfg.MODEL.KEYPOINT_ON:
-        raise ValueError("keypoint heads (MODEL.KEYPOINT_ON) are not supported yet")
     name = cfg.MODEL.PROPOSAL_GENERATOR.NAME
     if name not in ("RPN", "PrecomputedProposals"):
         raise ValueError(

@@ -38,6 +38,11 @@ def detector_postprocess(
         out.pred_masks = paste_masks_in_image(
             masks, out.pred_boxes.tensor, (output_height, output_width), threshold=mask_threshold
         )
+    if out.has("pred_keypoints"):  # (R, K, 3): x, y, score
+        keypoints = out.pred_keypoints.clone()
+        keypoints[:, :, 0] *= scale_x
+        keypoints[:, :, 1] *= scale_y
+        out.pred_keypoints = keypoints
     return out
 
 

@@ -9,6 +9,7 @@ from masktron.structures.boxes import (
 )
 from masktron.structures.image_list import ImageList
 from masktron.structures.instances import Instances
+from masktron.structures.keypoints import Keypoints, heatmaps_to_keypoints
 from masktron.structures.masks import (
     BitMasks,
     PolygonMasks,
@@ -22,7 +23,9 @@ __all__ = [
     "Boxes",
     "ImageList",
     "Instances",
+    "Keypoints",
     "PolygonMasks",
+    "heatmaps_to_keypoints",
     "pairwise_intersection",
     "pairwise_ioa",
     "pairwise_iou",

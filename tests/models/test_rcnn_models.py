@@ -116,9 +116,15 @@ def test_every_rcnn_zoo_config_builds_with_detectron2_names(name):
         model = build_model(cfg)
     names = set(model.state_dict())
     assert "backbone.bottom_up.stem.conv1.weight" in names or "backbone.stem.conv1.weight" in names
-    assert "roi_heads.box_predictor.cls_score.weight" in names
+    predictor = model.roi_heads.box_predictor
+    if cfg.MODEL.ROI_HEADS.NAME == "CascadeROIHeads":  # one predictor per stage
+        last = len(predictor) - 1
+        assert f"roi_heads.box_predictor.{last}.cls_score.weight" in names
+        predictor = predictor[last]
+    else:
+        assert "roi_heads.box_predictor.cls_score.weight" in names
     classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES  # 80 for COCO, 1 for our nuclei model
-    assert model.roi_heads.box_predictor.cls_score.weight.shape[0] == classes + 1
+    assert predictor.cls_score.weight.shape[0] == classes + 1
     if "_C4_" in name:
         assert "roi_heads.res5.2.conv3.weight" in names
     if cfg.MODEL.MASK_ON:

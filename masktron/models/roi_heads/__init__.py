@@ -5,6 +5,12 @@ from masktron.models.roi_heads.box_head import (
     FastRCNNOutputLayers,
     fast_rcnn_inference,
 )
+from masktron.models.roi_heads.cascade import CascadeROIHeads
+from masktron.models.roi_heads.keypoint_head import (
+    KRCNNConvDeconvUpsampleHead,
+    keypoint_rcnn_inference,
+    keypoint_rcnn_loss,
+)
 from masktron.models.roi_heads.mask_head import (
     MaskRCNNConvUpsampleHead,
     mask_rcnn_inference,
@@ -18,6 +24,8 @@ from masktron.models.roi_heads.roi_heads import (
 )
 
 __all__ = [
+    "CascadeROIHeads",
+    "KRCNNConvDeconvUpsampleHead",
     "FastRCNNConvFCHead",
     "FastRCNNOutputLayers",
     "MaskRCNNConvUpsampleHead",
@@ -25,6 +33,8 @@ __all__ = [
     "Res5ROIHeads",
     "StandardROIHeads",
     "fast_rcnn_inference",
+    "keypoint_rcnn_inference",
+    "keypoint_rcnn_loss",
     "mask_rcnn_inference",
     "mask_rcnn_loss",
     "select_foreground_proposals",

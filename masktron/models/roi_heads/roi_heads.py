@@ -5,6 +5,7 @@ and runs ResNet's res5 stage on every RoI."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,6 +13,10 @@ from torch import nn
 from masktron.models.matcher import Matcher, subsample_labels
 from masktron.models.poolers import ROIPooler
 from masktron.models.roi_heads.box_head import FastRCNNConvFCHead, FastRCNNOutputLayers
+from masktron.models.roi_heads.keypoint_head import (
+    KRCNNConvDeconvUpsampleHead,
+    select_proposals_with_visible_keypoints,
+)
 from masktron.models.roi_heads.mask_head import MaskRCNNConvUpsampleHead
 from masktron.structures import Boxes, ImageList, Instances, pairwise_iou
 
@@ -107,12 +112,14 @@ class ROIHeads(nn.Module):
 
 
 class StandardROIHeads(ROIHeads):
-    """Box head and optional mask head, each with its own pooler over FPN levels.
+    """Box head and optional mask and keypoint heads, each with its own pooler over FPN levels.
 
     Args:
         box_in_features: feature names to pool boxes from (e.g. p2..p5).
         box_pooler, box_head, box_predictor: the box branch.
         mask_in_features, mask_pooler, mask_head: the mask branch, or None for Faster R-CNN.
+        keypoint_in_features, keypoint_pooler, keypoint_head: the keypoint branch (Keypoint
+            R-CNN), or None.
         **kwargs: see `ROIHeads`.
     """
 
@@ -126,6 +133,9 @@ class StandardROIHeads(ROIHeads):
         mask_in_features: list[str] | None = None,
         mask_pooler: ROIPooler | None = None,
         mask_head: MaskRCNNConvUpsampleHead | None = None,
+        keypoint_in_features: list[str] | None = None,
+        keypoint_pooler: ROIPooler | None = None,
+        keypoint_head: KRCNNConvDeconvUpsampleHead | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -140,6 +150,13 @@ class StandardROIHeads(ROIHeads):
             self.mask_in_features = list(mask_in_features or box_in_features)
             self.mask_pooler = mask_pooler
             self.mask_head = mask_head
+        self.keypoint_on = keypoint_head is not None
+        if keypoint_head is not None:
+            if keypoint_pooler is None:
+                raise ValueError("StandardROIHeads: a keypoint_head needs a keypoint_pooler")
+            self.keypoint_in_features = list(keypoint_in_features or box_in_features)
+            self.keypoint_pooler = keypoint_pooler
+            self.keypoint_head = keypoint_head
 
     def forward(
         self,
@@ -150,9 +167,11 @@ class StandardROIHeads(ROIHeads):
     ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
         if self.training:
             proposals = self.label_and_sample_proposals(proposals, targets)
-            losses = self._forward_box(features, proposals)
+            losses = self._forward_box(features, proposals, targets)
             if self.mask_on:
                 losses.update(self._forward_mask(features, proposals))
+            if self.keypoint_on:
+                losses.update(self._forward_keypoint(features, proposals))
             return proposals, losses
         detections = self._forward_box(features, proposals)
         return self.forward_with_given_boxes(features, detections), {}
@@ -160,12 +179,21 @@ class StandardROIHeads(ROIHeads):
     def forward_with_given_boxes(
         self, features: dict[str, torch.Tensor], instances: list[Instances]
     ) -> list[Instances]:
-        """Run the mask head on final detections (inference)."""
+        """Run the mask and keypoint heads on final detections (inference)."""
         if self.mask_on:
             instances = self._forward_mask(features, instances)
+        if self.keypoint_on:
+            instances = self._forward_keypoint(features, instances)
         return instances
 
-    def _forward_box(self, features: dict[str, torch.Tensor], proposals: list[Instances]):
+    def _forward_box(
+        self,
+        features: dict[str, torch.Tensor],
+        proposals: list[Instances],
+        targets: list[Instances] | None = None,
+    ) -> Any:
+        """Training: the box losses on the sampled `proposals`. Inference: detections.
+        (`targets` is for heads that relabel their own proposals, like Cascade R-CNN's.)"""
         maps = [features[f] for f in self.box_in_features]
         x = self.box_pooler(maps, [p.proposal_boxes for p in proposals])
         predictions = self.box_predictor(self.box_head(x))
@@ -181,6 +209,17 @@ class StandardROIHeads(ROIHeads):
         else:
             boxes = [x.pred_boxes for x in instances]
         return self.mask_head(self.mask_pooler(maps, boxes), instances)
+
+    def _forward_keypoint(self, features: dict[str, torch.Tensor], instances: list[Instances]):
+        """Training: foreground proposals holding a visible keypoint. Inference: detections."""
+        maps = [features[f] for f in self.keypoint_in_features]
+        if self.training:
+            instances, _ = select_foreground_proposals(instances, self.num_classes)
+            instances = select_proposals_with_visible_keypoints(instances)
+            boxes = [x.proposal_boxes for x in instances]
+        else:
+            boxes = [x.pred_boxes for x in instances]
+        return self.keypoint_head(self.keypoint_pooler(maps, boxes), instances)
 
 
 class Res5ROIHeads(ROIHeads):
