@@ -27,6 +27,7 @@ from masktron.data.common import DatasetFromList, MapDataset, aspect_group
 from masktron.data.dataset_mapper import DatasetMapper
 from masktron.data.detection_utils import check_metadata_consistency
 from masktron.data.image_io import get_image_size
+from masktron.data.keypoint_utils import filter_images_with_few_keypoints
 from masktron.data.proposals import load_proposals_into_dataset
 from masktron.data.samplers import (
     GroupedBatchSampler,
@@ -44,6 +45,7 @@ __all__ = [
     "build_batch_data_loader",
     "build_detection_test_loader",
     "build_detection_train_loader",
+    "filter_images_with_few_keypoints",
     "filter_images_with_only_crowd_annotations",
     "get_detection_dataset_dicts",
     "load_proposals_into_dataset",
@@ -110,8 +112,6 @@ def get_detection_dataset_dicts(
             "give one per dataset (DATASETS.PROPOSAL_FILES_TRAIN/_TEST follow "
             "DATASETS.TRAIN/TEST)"
         )
-    if min_keypoints > 0:
-        raise NotImplementedError("keypoint filtering is not supported (no keypoint models)")
     per_dataset = [DatasetCatalog.get(name) for name in names]
     for name, dicts in zip(names, per_dataset):
         if not dicts:
@@ -125,6 +125,8 @@ def get_detection_dataset_dicts(
     has_instances = "annotations" in dataset_dicts[0]
     if filter_empty and has_instances:
         dataset_dicts = filter_images_with_only_crowd_annotations(dataset_dicts)
+    if min_keypoints > 0 and has_instances:
+        dataset_dicts = filter_images_with_few_keypoints(dataset_dicts, min_keypoints)
     if check_consistency and has_instances:
         class_names = MetadataCatalog.get(names[0]).get("thing_classes")
         if class_names is not None:
@@ -271,6 +273,9 @@ def build_detection_train_loader(
         dataset = get_detection_dataset_dicts(
             list(cfg.DATASETS.TRAIN),
             filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            min_keypoints=(
+                cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0
+            ),
             proposal_files=(
                 list(cfg.DATASETS.PROPOSAL_FILES_TRAIN) if cfg.MODEL.LOAD_PROPOSALS else None
             ),

@@ -5,6 +5,7 @@ Detectron2 documents (`datasets/README.md` of Detectron2)::
 
     coco/{train,val}2017/                        images
     coco/annotations/instances_{train,val}2017.json
+    coco/annotations/person_keypoints_{train,val}2017.json   (keypoints_coco_2017_*)
     coco/annotations/panoptic_{train,val}2017.json, coco/panoptic_{train,val}2017/
     coco/panoptic_stuff_{train,val}2017/         from separate_coco_semantic_from_panoptic
 
@@ -47,6 +48,31 @@ _COCO_INSTANCES = {
     "coco_2017_test": ("coco/test2017", "coco/annotations/image_info_test2017.json"),
     "coco_2017_test-dev": ("coco/test2017", "coco/annotations/image_info_test-dev2017.json"),
     "coco_2017_val_100": ("coco/val2017", "coco/annotations/instances_val2017_100.json"),
+}
+
+_COCO_PERSON_KEYPOINTS = {
+    "keypoints_coco_2014_train": (
+        "coco/train2014",
+        "coco/annotations/person_keypoints_train2014.json",
+    ),
+    "keypoints_coco_2014_val": ("coco/val2014", "coco/annotations/person_keypoints_val2014.json"),
+    "keypoints_coco_2014_minival": (
+        "coco/val2014",
+        "coco/annotations/person_keypoints_minival2014.json",
+    ),
+    "keypoints_coco_2014_valminusminival": (
+        "coco/val2014",
+        "coco/annotations/person_keypoints_valminusminival2014.json",
+    ),
+    "keypoints_coco_2017_train": (
+        "coco/train2017",
+        "coco/annotations/person_keypoints_train2017.json",
+    ),
+    "keypoints_coco_2017_val": ("coco/val2017", "coco/annotations/person_keypoints_val2017.json"),
+    "keypoints_coco_2017_val_100": (
+        "coco/val2017",
+        "coco/annotations/person_keypoints_val2017_100.json",
+    ),
 }
 
 # name -> (panoptic PNG folder, panoptic JSON, stuff label folder for Panoptic FPN)
@@ -120,6 +146,11 @@ def register_all_builtin(root: str) -> None:
     for name, (image_root, json_file) in _COCO_INSTANCES.items():
         image_root, json_file = os.path.join(root, image_root), os.path.join(root, json_file)
         register_coco_instances(name, get_builtin_metadata("coco"), json_file, image_root)
+        _wrap_last(name, [json_file])
+
+    for name, (image_root, json_file) in _COCO_PERSON_KEYPOINTS.items():
+        image_root, json_file = os.path.join(root, image_root), os.path.join(root, json_file)
+        register_coco_instances(name, get_builtin_metadata("coco_person"), json_file, image_root)
         _wrap_last(name, [json_file])
 
     for name, (panoptic_root, panoptic_json, semantic_root) in _COCO_PANOPTIC.items():

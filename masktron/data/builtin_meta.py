@@ -157,6 +157,62 @@ COCO_CATEGORIES: list[dict[str, Any]] = [
 _THINGS_STUFF_COLOR = [82, 18, 128]
 
 
+# COCO's 17 person keypoints, in the annotations' order.
+COCO_PERSON_KEYPOINT_NAMES = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
+# Pairs that swap under a horizontal flip.
+COCO_PERSON_KEYPOINT_FLIP_MAP = tuple(
+    (f"left_{part}", f"right_{part}")
+    for part in ("eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+)
+# The limbs the visualiser draws, with Detectron2's colours (RGB): face, arms, legs.
+KEYPOINT_CONNECTION_RULES = [
+    ("left_ear", "left_eye", (102, 204, 255)),
+    ("right_ear", "right_eye", (51, 153, 255)),
+    ("left_eye", "nose", (102, 0, 204)),
+    ("nose", "right_eye", (51, 102, 255)),
+    ("left_shoulder", "right_shoulder", (255, 128, 0)),
+    ("left_shoulder", "left_elbow", (153, 255, 204)),
+    ("right_shoulder", "right_elbow", (128, 229, 255)),
+    ("left_elbow", "left_wrist", (153, 255, 153)),
+    ("right_elbow", "right_wrist", (102, 255, 224)),
+    ("left_hip", "right_hip", (255, 102, 0)),
+    ("left_hip", "left_knee", (255, 255, 77)),
+    ("right_hip", "right_knee", (153, 255, 204)),
+    ("left_knee", "left_ankle", (191, 255, 128)),
+    ("right_knee", "right_ankle", (255, 195, 77)),
+]
+
+
+def _coco_person_meta() -> dict[str, Any]:
+    """COCO person keypoints: one class (COCO id 1) with 17 named keypoints."""
+    return {
+        "thing_classes": ["person"],
+        "thing_dataset_id_to_contiguous_id": {1: 0},
+        "thing_colors": [[220, 20, 60]],
+        "keypoint_names": list(COCO_PERSON_KEYPOINT_NAMES),
+        "keypoint_flip_map": [list(p) for p in COCO_PERSON_KEYPOINT_FLIP_MAP],
+        "keypoint_connection_rules": [(a, b, tuple(c)) for a, b, c in KEYPOINT_CONNECTION_RULES],
+    }
+
+
 def _coco_instances_meta() -> dict[str, Any]:
     things = [c for c in COCO_CATEGORIES if c["isthing"] == 1]
     return {
@@ -205,13 +261,15 @@ def _coco_panoptic_standard_meta() -> dict[str, Any]:
 
 _BUILTIN_METADATA = {
     "coco": _coco_instances_meta,
+    "coco_person": _coco_person_meta,
     "coco_panoptic_separated": _coco_panoptic_separated_meta,
     "coco_panoptic_standard": _coco_panoptic_standard_meta,
 }
 
 
 def get_builtin_metadata(dataset_name: str) -> dict[str, Any]:
-    """A fresh metadata dict for "coco", "coco_panoptic_separated" or "coco_panoptic_standard"."""
+    """A fresh metadata dict for "coco", "coco_person" (keypoints), "coco_panoptic_separated"
+    or "coco_panoptic_standard"."""
     if dataset_name not in _BUILTIN_METADATA:
         raise KeyError(
             f"no built-in metadata for {dataset_name!r}; known: {', '.join(_BUILTIN_METADATA)}"

@@ -43,8 +43,11 @@ class DatasetMapper:
         augmentations: augmentations or fixed transforms applied in order.
         image_format: the format `read_image` reads into ("BGR", "RGB", "L", ...).
         use_instance_mask: keep segmentations and build `gt_masks`.
+        use_keypoint: keep `keypoints` and build `gt_keypoints`.
         instance_mask_format: "polygon" (`PolygonMasks`) or "bitmask" (`BitMasks`).
         recompute_boxes: replace boxes by the tight boxes of the (cropped) masks.
+        keypoint_hflip_indices: each keypoint's mirror index (`create_keypoint_hflip_indices`),
+            needed when `use_keypoint` and the augmentations flip horizontally.
         precomputed_proposal_topk: keep this many of each image's precomputed proposals
             (transformed like the image, clipped, empty ones dropped); None: leave them.
     """
@@ -67,9 +70,8 @@ class DatasetMapper:
         instance_mask_format: str = "polygon",
         recompute_boxes: bool = False,
         precomputed_proposal_topk: int | None = None,
+        keypoint_hflip_indices: Sequence[int] | None = None,
     ) -> None:
-        if use_keypoint:
-            raise NotImplementedError("keypoint annotations are not supported by masktron")
         if recompute_boxes and not use_instance_mask:
             raise ValueError("recompute_boxes needs use_instance_mask=True")
         if instance_mask_format not in ("polygon", "bitmask"):
@@ -80,6 +82,8 @@ class DatasetMapper:
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
         self.use_instance_mask = use_instance_mask
+        self.use_keypoint = use_keypoint
+        self.keypoint_hflip_indices = keypoint_hflip_indices
         self.instance_mask_format = instance_mask_format
         self.recompute_boxes = recompute_boxes
         self.proposal_topk = precomputed_proposal_topk
@@ -107,6 +111,11 @@ class DatasetMapper:
             "use_instance_mask": bool(cfg.MODEL.MASK_ON),
             "instance_mask_format": cfg.INPUT.MASK_FORMAT,
             "use_keypoint": bool(cfg.MODEL.KEYPOINT_ON),
+            "keypoint_hflip_indices": (
+                utils.create_keypoint_hflip_indices(cfg.DATASETS.TRAIN)
+                if cfg.MODEL.KEYPOINT_ON
+                else None
+            ),
             "recompute_boxes": recompute_boxes,
             "precomputed_proposal_topk": topk,
         }
@@ -171,8 +180,16 @@ class DatasetMapper:
                 continue
             if not self.use_instance_mask:
                 obj.pop("segmentation", None)
-            obj.pop("keypoints", None)
-            annos.append(utils.transform_instance_annotations(obj, transforms, image_shape))
+            if not self.use_keypoint:
+                obj.pop("keypoints", None)
+            annos.append(
+                utils.transform_instance_annotations(
+                    obj,
+                    transforms,
+                    image_shape,
+                    keypoint_hflip_indices=self.keypoint_hflip_indices,
+                )
+            )
         instances = utils.annotations_to_instances(
             annos, image_shape, mask_format=self.instance_mask_format
         )

@@ -24,12 +24,17 @@ from masktron.data.image_io import (
     get_image_size,
     read_image,
 )
+from masktron.data.keypoint_utils import (
+    create_keypoint_hflip_indices,
+    transform_keypoint_annotations,
+)
 from masktron.data.proposals import transform_proposals
 from masktron.structures import (
     BitMasks,
     Boxes,
     BoxMode,
     Instances,
+    Keypoints,
     PolygonMasks,
     polygons_to_bitmask,
 )
@@ -42,12 +47,14 @@ __all__ = [
     "build_transform_gen",
     "check_image_size",
     "check_metadata_consistency",
+    "create_keypoint_hflip_indices",
     "convert_PIL_to_numpy",
     "convert_image_to_rgb",
     "filter_empty_instances",
     "get_image_size",
     "read_image",
     "transform_instance_annotations",
+    "transform_keypoint_annotations",
     "transform_proposals",
 ]
 
@@ -91,17 +98,17 @@ def transform_instance_annotations(
             mask array).
         transforms: what was applied to the image.
         image_size: (height, width) of the transformed image.
+        keypoint_hflip_indices: mirror index of each keypoint, needed to flip `keypoints`.
 
     Returns:
         The same dict, `bbox` now an XYXY_ABS float array clipped to the image, polygons as
-        lists of float64 arrays, RLE/masks as an (H, W) uint8 array in the new frame.
+        lists of float64 arrays, RLE/masks as an (H, W) uint8 array in the new frame,
+        `keypoints` as a (K, 3) array (see `transform_keypoint_annotations`).
     """
     if isinstance(transforms, (list, tuple)):
         transforms = T.TransformList(transforms)
     else:  # one Transform (or an object with the same methods)
         transforms = cast(T.Transform, transforms)
-    if "keypoints" in annotation:
-        raise NotImplementedError("keypoint annotations are not supported by masktron")
     bbox = BoxMode.convert(list(annotation["bbox"]), annotation["bbox_mode"], BoxMode.XYXY_ABS)
     bbox = transforms.apply_box(np.array([bbox], dtype=np.float64))[0].clip(min=0)
     annotation["bbox"] = np.minimum(bbox, list(image_size + image_size)[::-1])
@@ -127,6 +134,10 @@ def transform_instance_annotations(
                 f"cannot transform a segmentation of type {type(segm).__name__}: expected "
                 "polygons (list of lists of floats), a COCO RLE dict or an (H, W) mask array"
             )
+    if "keypoints" in annotation:
+        annotation["keypoints"] = transform_keypoint_annotations(
+            annotation["keypoints"], transforms, image_size, keypoint_hflip_indices
+        )
     return annotation
 
 
@@ -144,9 +155,10 @@ def annotations_to_instances(
     """Build the training targets of one image from its (transformed) annotations.
 
     Returns:
-        `Instances` of `image_size` with `gt_boxes` (Boxes, XYXY), `gt_classes` (int64) and,
+        `Instances` of `image_size` with `gt_boxes` (Boxes, XYXY), `gt_classes` (int64),
         when the annotations have segmentations, `gt_masks` (`PolygonMasks` for
-        `mask_format="polygon"`, `BitMasks` for "bitmask").
+        `mask_format="polygon"`, `BitMasks` for "bitmask"), and when they have keypoints,
+        `gt_keypoints` (`Keypoints`, (N, K, 3)).
     """
     boxes = (
         np.stack(
@@ -167,6 +179,14 @@ def annotations_to_instances(
             target.gt_masks = _bit_masks(segms, image_size)
         else:
             raise ValueError(f"mask_format must be 'polygon' or 'bitmask', got {mask_format!r}")
+    if annos and "keypoints" in annos[0]:
+        kpts = [np.asarray(a.get("keypoints", []), dtype=np.float64).reshape(-1, 3) for a in annos]
+        if len({k.shape for k in kpts}) != 1:
+            raise ValueError(
+                f"annotations of one image have different numbers of keypoints: "
+                f"{sorted({len(k) for k in kpts})}"
+            )
+        target.gt_keypoints = Keypoints(np.stack(kpts))
     return target
 
 

@@ -6,8 +6,11 @@ from masktron.models.postprocessing import detector_postprocess, sem_seg_postpro
 from masktron.models.rcnn import GeneralizedRCNN
 from masktron.models.retinanet import RetinaNet
 from masktron.models.sem_seg_head import SemSegFPNHead
+from masktron.models.tta import DatasetMapperTTA, GeneralizedRCNNWithTTA
 
 __all__ = [
+    "DatasetMapperTTA",
+    "GeneralizedRCNNWithTTA",
     "GeneralizedRCNN",
     "PanopticFPN",
     "RetinaNet",

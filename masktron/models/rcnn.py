@@ -122,13 +122,27 @@ class GeneralizedRCNN(DetectorInput):
         return {**detector_losses, **proposal_losses}
 
     def inference(
-        self, batched_inputs: list[dict[str, Any]], do_postprocess: bool = True
+        self,
+        batched_inputs: list[dict[str, Any]],
+        detected_instances: list[Instances] | None = None,
+        do_postprocess: bool = True,
     ) -> list[Any]:
-        """Detections per image: rescaled to `height` x `width` when `do_postprocess`."""
+        """Detections per image: rescaled to `height` x `width` when `do_postprocess`.
+
+        With `detected_instances` (per image, `pred_boxes` and `pred_classes` in the input
+        image's frame), only the mask/keypoint heads run, on those boxes (as Detectron2 does,
+        e.g. for test-time augmentation).
+        """
+        if isinstance(detected_instances, bool):  # the former inference(inputs, do_postprocess)
+            detected_instances, do_postprocess = None, detected_instances
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
-        proposals, _ = self._proposals(images, features, batched_inputs, None)
-        results, _ = self.roi_heads(images, features, proposals, None)
+        if detected_instances is not None:
+            given = [x.to(self.device) for x in detected_instances]
+            results = self.roi_heads.forward_with_given_boxes(features, given)
+        else:
+            proposals, _ = self._proposals(images, features, batched_inputs, None)
+            results, _ = self.roi_heads(images, features, proposals, None)
         if not do_postprocess:
             return results
         return self._postprocess(results, batched_inputs, images.image_sizes)

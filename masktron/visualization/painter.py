@@ -275,7 +275,8 @@ class Painter:
     def draw_and_connect_keypoints(self, keypoints: Any) -> VisImage:
         """One instance's (K, 3) keypoints (x, y, score): dots over the score threshold, joined
         by `metadata.keypoint_connection_rules` ((name_a, name_b, 0-255 colour) triples, names
-        from `metadata.keypoint_names`).
+        from `metadata.keypoint_names`); for person keypoints also nose -> mid-shoulder ->
+        mid-hip, as Detectron2 draws the COCO skeleton.
         """
         if isinstance(keypoints, torch.Tensor):
             keypoints = keypoints.detach().cpu().numpy()
@@ -290,9 +291,22 @@ class Painter:
             if a in visible and b in visible:
                 (xa, ya), (xb, yb) = visible[a], visible[b]
                 self.draw_line([xa, xb], [ya, yb], np.asarray(rule_color, np.float32) / 255.0)
+        self._draw_person_spine(visible)
         for x, y in visible.values():
             self.draw_circle((x, y), _RED)
         return self.output
+
+    def _draw_person_spine(self, visible: dict) -> None:
+        """Nose to mid-shoulder and mid-shoulder to mid-hip, where those keypoints are seen."""
+        if "left_shoulder" not in visible or "right_shoulder" not in visible:
+            return
+        shoulder = (np.asarray(visible["left_shoulder"]) + visible["right_shoulder"]) / 2
+        if "nose" in visible:
+            nose = visible["nose"]
+            self.draw_line([nose[0], shoulder[0]], [nose[1], shoulder[1]], _RED)
+        if "left_hip" in visible and "right_hip" in visible:
+            hip = (np.asarray(visible["left_hip"]) + visible["right_hip"]) / 2
+            self.draw_line([hip[0], shoulder[0]], [hip[1], shoulder[1]], _RED)
 
 
 def _dash(pts: np.ndarray, dash: float) -> list[np.ndarray]:
