@@ -45,7 +45,7 @@ def create_keypoint_hflip_indices(dataset_names: str | Sequence[str]) -> list[in
 
 def transform_keypoint_annotations(
     keypoints: Any,
-    transforms: T.TransformList,
+    transforms: T.Transform,
     image_size: tuple[int, int],
     keypoint_hflip_indices: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
@@ -66,7 +66,8 @@ def transform_keypoint_annotations(
     inside = ((xy >= 0) & (xy <= np.array(image_size[::-1], dtype=np.float64))).all(axis=1)
     kps[:, :2] = xy
     kps[~inside, 2] = 0
-    flips = sum(isinstance(t, T.HFlipTransform) for t in transforms.transforms)
+    steps = transforms.transforms if isinstance(transforms, T.TransformList) else [transforms]
+    flips = sum(isinstance(t, T.HFlipTransform) for t in steps)
     if flips % 2 == 1:
         if keypoint_hflip_indices is None:
             raise ValueError(

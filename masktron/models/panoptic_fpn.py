@@ -138,7 +138,9 @@ class PanopticFPN(GeneralizedRCNN):
         losses.update({k: v * self.instance_loss_weight for k, v in detector_losses.items()})
         return losses
 
-    def inference(self, batched_inputs: list[dict[str, Any]], do_postprocess: bool = True) -> Any:
+    def inference(  # type: ignore[override]  # Detectron2's signature, without detected boxes
+        self, batched_inputs: list[dict[str, Any]], do_postprocess: bool = True
+    ) -> Any:
         """Per image: the dict of the class docstring, or, when not `do_postprocess`,
         `(instances, sem_seg_logits)` lists on the network input."""
         images = self.preprocess_image(batched_inputs)

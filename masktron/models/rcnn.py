@@ -133,13 +133,12 @@ class GeneralizedRCNN(DetectorInput):
         image's frame), only the mask/keypoint heads run, on those boxes (as Detectron2 does,
         e.g. for test-time augmentation).
         """
-        if isinstance(detected_instances, bool):  # the former inference(inputs, do_postprocess)
-            detected_instances, do_postprocess = None, detected_instances
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
         if detected_instances is not None:
             given = [x.to(self.device) for x in detected_instances]
-            results = self.roi_heads.forward_with_given_boxes(features, given)
+            heads: Any = self.roi_heads  # any RoI heads with forward_with_given_boxes
+            results = heads.forward_with_given_boxes(features, given)
         else:
             proposals, _ = self._proposals(images, features, batched_inputs, None)
             results, _ = self.roi_heads(images, features, proposals, None)

@@ -69,7 +69,9 @@ class DatasetMapperTTA:
                 candidates.append([resize, T.RandomFlip(prob=1.0)])
         out = []
         for augs in candidates:
-            new_image, tfms = T.apply_augmentations(augs, np.copy(image))
+            aug_input = T.AugInput(np.copy(image))
+            tfms = aug_input.apply_augmentations(augs)
+            new_image = aug_input.image
             d = copy.deepcopy(dataset_dict)
             d["transforms"] = T.TransformList([pre, tfms])
             # (H, W, C) -> (C, H, W)

@@ -31,7 +31,7 @@ def test_every_zoo_entry_has_a_config_and_detectron2_url():
     coco = [n[:-5] for n in model_zoo.list_configs() if n.startswith("COCO-")]
     coco.remove("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_giou")
     assert sorted(k for k in model_zoo.ZOO if k.startswith("COCO-")) == sorted(coco)
-    assert len(coco) == 29 and model_zoo.ZOO["COCO-Detection/rpn_R_50_FPN_1x"].proposal_ar == 58
+    assert len(coco) == 33 and model_zoo.ZOO["COCO-Detection/rpn_R_50_FPN_1x"].proposal_ar == 58
     assert model_zoo.get_checkpoint_url(NAME) == (
         "https://dl.fbaipublicfiles.com/detectron2/COCO-InstanceSegmentation/"
         "mask_rcnn_R_50_FPN_3x/137849600/model_final_f10217.pkl"

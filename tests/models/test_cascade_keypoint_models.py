@@ -160,3 +160,21 @@ def test_keypoint_inference_gives_keypoints_in_original_pixels():
         kps[:, :, 1] <= boxes[:, None, 3] + 1
     ).all()
     assert inst.pred_keypoint_heatmaps.shape == (len(inst), 5, 56, 56)
+
+
+def test_deformable_convolution_configs_are_refused_clearly():
+    """Detectron2's Misc/*dconv* configs set DEFORM_ON_PER_STAGE, which masktron lacks."""
+    cfg = tiny_cascade_cfg()
+    cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, True, True, True]
+    with pytest.raises(ValueError, match="deformable"):
+        build_model(cfg)
+
+
+def test_zoo_lists_the_new_entries_with_published_figures():
+    entry = model_zoo.ZOO["COCO-Keypoints/keypoint_rcnn_R_50_FPN_3x"]
+    assert (entry.box_ap, entry.keypoint_ap) == (55.4, 65.5)
+    url = model_zoo.get_checkpoint_url("Misc/cascade_mask_rcnn_R_50_FPN_3x.yaml")
+    assert url.endswith("Misc/cascade_mask_rcnn_R_50_FPN_3x/144998488/model_final_480dd8.pkl")
+    for name in model_zoo.ZOO:
+        if name.startswith(("Misc/", "COCO-Keypoints/")):
+            model_zoo.get_config(name + ".yaml")  # every entry has its config

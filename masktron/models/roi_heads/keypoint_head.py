@@ -116,6 +116,7 @@ class KRCNNConvDeconvUpsampleHead(nn.Module):
             channels = dim
         self.score_lowres = nn.ConvTranspose2d(channels, num_keypoints, 4, stride=2, padding=1)
         nn.init.kaiming_normal_(self.score_lowres.weight, mode="fan_out", nonlinearity="relu")
+        assert self.score_lowres.bias is not None  # ConvTranspose2d's default bias=True
         nn.init.constant_(self.score_lowres.bias, 0)
         self.up_scale = 2
 
