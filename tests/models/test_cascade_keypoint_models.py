@@ -178,3 +178,45 @@ def test_zoo_lists_the_new_entries_with_published_figures():
     for name in model_zoo.ZOO:
         if name.startswith(("Misc/", "COCO-Keypoints/")):
             model_zoo.get_config(name + ".yaml")  # every entry has its config
+
+
+def test_groupnorm_config_has_detectron2s_layout():
+    """Misc/mask_rcnn_R_50_FPN_3x_gn: GN (no running statistics, no conv bias) in the ResNet,
+    the FPN and a 4conv1fc box head; plain 2fc and BN elsewhere are gone."""
+    cfg = model_zoo.get_config("Misc/mask_rcnn_R_50_FPN_3x_gn.yaml")
+    cfg.MODEL.DEVICE = "meta"
+    with torch.device("meta"):
+        names = set(build_model(cfg).state_dict())
+    for conv in (
+        "backbone.bottom_up.stem.conv1",
+        "backbone.bottom_up.res3.0.conv2",
+        "backbone.fpn_lateral2",
+        "backbone.fpn_output5",
+        "roi_heads.box_head.conv4",
+        "roi_heads.mask_head.mask_fcn4",
+    ):
+        assert {f"{conv}.norm.weight", f"{conv}.norm.bias"} <= names, conv
+        assert f"{conv}.bias" not in names and f"{conv}.norm.running_mean" not in names, conv
+    assert "roi_heads.box_head.fc1.weight" in names and "roi_heads.box_head.fc2.weight" not in names
+    assert not any("running" in n for n in names)
+
+
+def test_tiny_groupnorm_model_trains_with_gradients_everywhere():
+    torch.manual_seed(0)
+    cfg = tiny_cfg("Misc/scratch_mask_rcnn_R_50_FPN_3x_gn.yaml", depth=18)
+    cfg.MODEL.RESNETS.NORM = "GN"  # tiny_cfg switches to BN; GN needs multiples of 32
+    for key in (
+        "RESNETS.STEM_OUT_CHANNELS",
+        "RESNETS.RES2_OUT_CHANNELS",
+        "FPN.OUT_CHANNELS",
+        "ROI_BOX_HEAD.CONV_DIM",
+        "ROI_MASK_HEAD.CONV_DIM",
+    ):
+        node, leaf = key.split(".")
+        setattr(cfg.MODEL[node], leaf, 32)
+    model = build_model(cfg).train()
+    losses = model(make_inputs())
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, no_grad[:5]
