@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 from masktron.cli.main import CommandError
+from masktron.cli.run_config import add_override_arguments, build_config, collect_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--dataset", action="append", help="registered dataset (default: TEST)")
     model.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     model.add_argument("--output-dir", help="write results files (COCO JSON, panoptic PNGs) here")
-    model.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    add_override_arguments(model)
     parser.add_argument("--output", metavar="JSON", help="also write the figures to this file")
     parser.add_argument(
         "--per-class",
@@ -149,23 +150,15 @@ def _eval_model(args: argparse.Namespace, curves: dict[str, Any]) -> dict[str, A
     import torch
 
     from masktron.checkpoint import DetectionCheckpointer
-    from masktron.config import get_cfg
     from masktron.data import build_detection_test_loader
     from masktron.evaluation import build_evaluator, inference_on_dataset
     from masktron.modeling import build_model
 
-    cfg = get_cfg()
-    if os.path.isfile(args.config):
-        cfg.merge_from_file(args.config)
-    else:
-        from masktron.model_zoo import get_config_file
-
-        cfg.merge_from_file(get_config_file(args.config))
-    opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
-    cfg.merge_from_list(opts)
-    if args.weights is not None:  # "" builds the model without loading weights
-        cfg.MODEL.WEIGHTS = args.weights
-    cfg.MODEL.DEVICE = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # "" as --weights builds the model without loading weights; a run folder's config.yaml
+    # registers the datasets its training registered from files.
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    flags = {"MODEL.WEIGHTS": args.weights, "MODEL.DEVICE": device}
+    cfg, _ = build_config(args.config, collect_overrides(args), flags)
     model = build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     names = args.dataset or list(cfg.DATASETS.TEST)

@@ -58,9 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _take_trailing_overrides(args: argparse.Namespace, extra: list[str]) -> None:
+    """Append the leftover arguments to `--opts` when the command takes overrides; anything
+    that is an option (or a command without overrides) is an argparse usage error (exit 2)."""
+    numbers = [t for t in extra if t.lstrip("-").replace(".", "").isdigit()]
+    options = [t for t in extra if t.startswith("-") and t not in numbers]
+    if options or not hasattr(args, "extra_opts"):
+        args._parser.error(f"unrecognized arguments: {' '.join(options or extra)}")
+    args.extra_opts = list(extra) + list(args.extra_opts or [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # KEY VALUE overrides after the options (see masktron.cli.run_config)
+        _take_trailing_overrides(args, extra)
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:

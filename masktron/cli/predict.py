@@ -12,6 +12,13 @@ Examples:
       --out out/                       # zoo config: its trained weights are downloaded
   masktron predict imgs/ --config my.yaml --weights output/model_final.pth --conf 0.7 --out out/
   masktron predict walk.mp4 --config my.yaml --weights model.pth --track bytetrack --out out/
+  masktron predict val/ --config out/config.yaml --weights out/model_best.pth --gt val.json \
+      --out pred/                # then: masktron eval --gt val.json --results pred/results.json
+
+A run folder of `masktron train` is self-contained: its config.yaml names the classes (labels,
+dataset category ids) and registers its datasets. Config overrides are trailing KEY VALUE pairs
+or follow --opts; they win over the flags (`--conf 0.7 MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.3`
+keeps 0.3), which win over the config file.
 """
 
 from __future__ import annotations
@@ -26,6 +33,12 @@ import numpy as np
 
 from masktron.cli import predict_video
 from masktron.cli.main import CommandError
+from masktron.cli.run_config import (
+    add_override_arguments,
+    build_config,
+    collect_overrides,
+    split_trailing_overrides,
+)
 
 _DRAWN_PROPOSALS = 100  # the best ones; a drawing of 1000 boxes shows nothing
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -49,47 +62,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conf", type=float, default=0.5, help="minimum score (default 0.5)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: MODEL.DEVICE)")
     parser.add_argument(
-        "--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE", help="config overrides"
+        "--gt",
+        metavar="JSON_OR_DATASET",
+        help="ground truth (COCO JSON or a registered dataset) the images belong to: results "
+        "get its image ids, so `masktron eval --gt` scores them",
     )
+    parser.add_argument(
+        "--no-labels", action="store_true", help="draw masks and boxes without class labels"
+    )
+    add_override_arguments(parser, trailing=False)  # trailing pairs: see split_trailing_overrides
     predict_video.add_arguments(parser)  # videos, webcams, frame folders: see predict_video
 
 
-def resolve_config(name: str) -> tuple[str, str | None]:
-    """(config file path, zoo name or None) for a path or a model-zoo name."""
-    from masktron import model_zoo
-
-    if os.path.isfile(name):
-        return name, None
-    zoo_name = name if name.endswith(".yaml") else name + ".yaml"
-    try:
-        return model_zoo.get_config_file(zoo_name), zoo_name
-    except RuntimeError as e:
-        raise CommandError(f"--config {name}: not a file, and {e}") from None
-
-
 def setup_cfg(args: argparse.Namespace) -> Any:
-    """The config of a run: file or zoo name, weights, score threshold, device, overrides."""
+    """The config of a run: file or zoo name, flags (weights, score threshold, device) and the
+    overrides, which win over the flags (masktron.cli.run_config gives the order)."""
     from masktron import model_zoo
-    from masktron.config import get_cfg
 
-    path, zoo_name = resolve_config(args.config)
-    cfg = get_cfg()
-    cfg.merge_from_file(path)
-    if args.opts:
-        cfg.merge_from_list(args.opts)
-    if args.weights:
-        cfg.MODEL.WEIGHTS = args.weights
-    elif zoo_name is not None and _key(zoo_name) in model_zoo.ZOO:
+    take_trailing_overrides(args)
+    overrides = collect_overrides(args)
+    # The same threshold for every family, as Detectron2's demo does.
+    flags = dict.fromkeys(_THRESHOLD_KEYS, args.conf)
+    flags |= {"MODEL.WEIGHTS": args.weights or None, "MODEL.DEVICE": args.device}
+    cfg, zoo_name = build_config(args.config, overrides, flags)
+    weights_given = args.weights or "MODEL.WEIGHTS" in overrides[0::2]
+    if not weights_given and zoo_name is not None and _key(zoo_name) in model_zoo.ZOO:
         cfg.MODEL.WEIGHTS = model_zoo.get_checkpoint_url(zoo_name)
     if not cfg.MODEL.WEIGHTS:
         raise CommandError("no weights: pass --weights PATH_OR_URL (or set MODEL.WEIGHTS)")
-    # The same threshold for every family, as Detectron2's demo does.
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.conf
-    cfg.MODEL.RETINANET.SCORE_THRESH_TEST = args.conf
-    cfg.MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH = args.conf
-    if args.device:
-        cfg.MODEL.DEVICE = args.device
+    if "ImageNetPretrained" in cfg.MODEL.WEIGHTS or "torchvision://" in cfg.MODEL.WEIGHTS:
+        logger.warning(
+            "MODEL.WEIGHTS (%s) is an ImageNet backbone only: the detector is untrained. Pass "
+            "--weights with trained weights, or give --config as a model-zoo name",
+            cfg.MODEL.WEIGHTS,
+        )
     return cfg
+
+
+def take_trailing_overrides(args: argparse.Namespace) -> None:
+    """Move KEY VALUE pairs given among the inputs (`predict a.jpg KEY VALUE ...`) to the
+    overrides (idempotent)."""
+    args.inputs, trailing = split_trailing_overrides(getattr(args, "inputs", None) or [])
+    args.extra_opts = trailing + list(getattr(args, "extra_opts", None) or [])
+
+
+_THRESHOLD_KEYS = (
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "MODEL.RETINANET.SCORE_THRESH_TEST",
+    "MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH",
+)
 
 
 def _key(zoo_name: str) -> str:
@@ -127,9 +148,19 @@ def _unique_name(path: str, used: set[str]) -> str:
 
 
 def predict_images(
-    predictor: Any, metadata: Any, paths: Sequence[str], out_dir: str
+    predictor: Any,
+    metadata: Any,
+    paths: Sequence[str],
+    out_dir: str,
+    *,
+    image_ids: Sequence[Any] | None = None,
+    labels: bool = True,
 ) -> tuple[int, list[str]]:
     """Run `predictor` on each image and write drawings and results into `out_dir`.
+
+    Args:
+        image_ids: the `image_id` of each image in the results (default 1..N).
+        labels: draw class names and scores.
 
     Returns:
         (number of images done, messages of the images that failed).
@@ -145,7 +176,8 @@ def predict_images(
     failures: list[str] = []
     used: set[str] = set()
     done = 0
-    for image_id, path in enumerate(tqdm(paths, desc="predict", unit="img"), start=1):
+    for index, path in enumerate(tqdm(paths, desc="predict", unit="img")):
+        image_id = image_ids[index] if image_ids is not None else index + 1
         try:
             bgr = read_image(path, format="BGR")
         except (OSError, ValueError) as e:
@@ -155,7 +187,7 @@ def predict_images(
         outputs = predictor(bgr)
         name = _unique_name(path, used)
         _write_outputs(
-            outputs, bgr[:, :, ::-1], metadata, out_dir, name, image_id, results, panoptic
+            outputs, bgr[:, :, ::-1], metadata, out_dir, name, image_id, results, panoptic, labels
         )
         done += 1
     write_json(os.path.join(out_dir, _results_name(predictor)), results)
@@ -186,6 +218,7 @@ def _write_outputs(
     image_id: int,
     results: list[dict],
     panoptic: list[dict],
+    labels: bool = True,
 ) -> None:
     from masktron.evaluation.coco_evaluation import instances_to_coco_json
     from masktron.visualization.visualizer import Visualizer
@@ -207,8 +240,10 @@ def _write_outputs(
         for box, logit in zip(xywh.tolist(), proposals.objectness_logits.tolist()):
             record = {"image_id": image_id, "file_name": name, "bbox": box}
             results.append(record | {"objectness_logit": logit})
-    else:
+    elif labels:
         vis = visualizer.draw_instance_predictions(outputs["instances"].to("cpu"))
+    else:
+        vis = _draw_unlabelled(visualizer, outputs["instances"].to("cpu"))
     if "sem_seg" in outputs:
         labels = outputs["sem_seg"].argmax(dim=0).to("cpu").numpy()
         _save_png(
@@ -223,6 +258,13 @@ def _write_outputs(
             r["category_id"] = to_dataset.get(r["category_id"], r["category_id"])
             r["file_name"] = name
             results.append(r)
+
+
+def _draw_unlabelled(visualizer: Any, instances: Any) -> Any:
+    """Masks and boxes in their class colours, without the class/score text."""
+    masks = instances.pred_masks.numpy() if instances.has("pred_masks") else None
+    boxes = instances.pred_boxes if instances.has("pred_boxes") else None
+    return visualizer.overlay_instances(boxes=boxes, masks=masks)
 
 
 def _save_png(array: np.ndarray, out_dir: str, name: str) -> None:
@@ -253,17 +295,21 @@ def _write_panoptic(
 
 
 def run(args: argparse.Namespace) -> int:
-    from masktron.data.catalog import MetadataCatalog
+    from masktron.cli.predict_gt import ground_truth_ids
+    from masktron.data.run_datasets import config_metadata
     from masktron.engine import DefaultPredictor
 
+    take_trailing_overrides(args)  # before telling videos from images by the inputs
     if predict_video.is_video_request(args):
         return predict_video.run(args)
-    paths = collect_images(args.inputs)
     cfg = setup_cfg(args)
+    paths = collect_images(args.inputs)
+    image_ids = ground_truth_ids(args.gt, paths) if args.gt else None
     predictor = DefaultPredictor(cfg)
-    names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
-    metadata = MetadataCatalog.get(names[0]) if names else None
-    done, failures = predict_images(predictor, metadata, paths, args.out)
+    metadata = config_metadata(cfg)
+    done, failures = predict_images(
+        predictor, metadata, paths, args.out, image_ids=image_ids, labels=not args.no_labels
+    )
     print(f"wrote {done} image(s) and {_results_name(predictor)} to {args.out}")
     if failures:
         raise CommandError(f"{len(failures)} image(s) failed: " + "; ".join(failures))

@@ -123,10 +123,9 @@ VIDEO_EXTENSIONS_HINT = (".mp4", ".avi", ".mov", ".mkv", "...")
 
 
 def _metadata(cfg: Any) -> Any:
-    from masktron.data.catalog import MetadataCatalog
+    from masktron.data.run_datasets import config_metadata
 
-    names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
-    return MetadataCatalog.get(names[0]) if names else None
+    return config_metadata(cfg)  # a run folder's config.yaml names its classes
 
 
 def _make_tracker(cfg: Any, name: str, info: Any, fps: float) -> Any:

@@ -13,6 +13,11 @@ Examples:
   masktron sam photo.jpg --checkpoint sam_vit_b_01ec64.pth --box 75,275,1725,850 \\
       --point 575,750,0 --out out/
   masktron sam photo.jpg --checkpoint sam_vit_b_01ec64.pth --auto --out out/
+  masktron sam photos/ --checkpoint vit_b --auto --out out/   # every image of a folder
+
+--checkpoint vit_b (vit_l, vit_h) downloads Meta's weights once into the cache (offline: the
+message names the URL and the path to put the file at). A bar follows the image encoder's
+blocks, the slow part on a CPU (tens of seconds per image).
 """
 
 from __future__ import annotations
@@ -60,8 +65,13 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", metavar="IMAGE", help="the image file")
-    parser.add_argument("--checkpoint", required=True, help="Meta's SAM .pth file")
+    parser.add_argument("image", metavar="IMAGE", help="an image file, or a folder of images")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="vit_b, vit_l or vit_h (Meta's weights, downloaded once into the cache), a URL, "
+        "or a SAM .pth file",
+    )
     parser.add_argument(
         "--model",
         choices=MODELS,
@@ -101,6 +111,7 @@ def load_model(checkpoint: str, model_name: str | None, device: str | None) -> A
     """Read the checkpoint once, pick the variant (given or inferred), build and load it."""
     import torch
 
+    from masktron.model_zoo.sam_checkpoints import resolve_sam_checkpoint
     from masktron.models.sam import (
         infer_sam_variant,
         load_sam_state_dict,
@@ -108,8 +119,9 @@ def load_model(checkpoint: str, model_name: str | None, device: str | None) -> A
         sam_model_registry,
     )
 
+    checkpoint, known = resolve_sam_checkpoint(checkpoint)
     state_dict = read_state_dict(checkpoint)
-    name = model_name or infer_sam_variant(state_dict)
+    name = model_name or known or infer_sam_variant(state_dict)
     if name is None:
         raise CommandError(f"{checkpoint}: cannot tell the SAM variant; pass --model")
     model = sam_model_registry[name]()
@@ -131,16 +143,22 @@ def run(args: argparse.Namespace) -> int:
         args._parser.error("give prompts (--point, --box) or --auto")
     if len(args.box) > 1 and args.point:
         args._parser.error("points go with at most one --box (several boxes: one mask each)")
-    image = read_image(args.image, format="RGB")
+    from masktron.cli.predict import collect_images
+    from masktron.cli.sam_progress import encoder_progress
+
+    paths = collect_images([args.image])
     model = load_model(args.checkpoint, args.model, args.device)
-    if args.auto:
-        records = _segment_everything(model, image, args)
-        prompts: dict[str, Any] = {}
-    else:
-        records, prompts = _segment_prompts(model, image, args)
-    stem = os.path.splitext(os.path.basename(args.image))[0]
-    write_outputs(args.out, stem, image, records, prompts, args)
-    print(f"{len(records)} mask(s) of {args.image} written to {args.out}")
+    for path in paths:
+        image = read_image(path, format="RGB")
+        with encoder_progress(model, os.path.basename(path)):
+            if args.auto:
+                records = _segment_everything(model, image, args)
+                prompts: dict[str, Any] = {}
+            else:
+                records, prompts = _segment_prompts(model, image, args)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        write_outputs(args.out, stem, image, records, prompts, args, path)
+        print(f"{len(records)} mask(s) of {path} written to {args.out}")
     return 0
 
 
@@ -201,6 +219,7 @@ def write_outputs(
     records: list[dict[str, Any]],
     prompts: dict[str, Any],
     args: argparse.Namespace,
+    image_path: str | None = None,
 ) -> None:
     """Mask PNGs, the COCO-RLE JSON and the overlay, each written atomically."""
     import pycocotools.mask as mask_utils
@@ -232,7 +251,7 @@ def write_outputs(
         entry.update({k: v for k, v in record.items() if k not in ("segmentation", "area", "bbox")})
         entries.append(entry)
     summary = {
-        "image": os.path.abspath(args.image),
+        "image": os.path.abspath(image_path or args.image),
         "height": int(image.shape[0]),
         "width": int(image.shape[1]),
         "mode": "auto" if args.auto else "prompts",

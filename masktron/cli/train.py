@@ -12,92 +12,98 @@ Several machines: run on each, with its --machine-rank,
       --dist-url tcp://IP_OF_RANK_0:29500
 or start it with torchrun (`torchrun --nnodes 2 --nproc-per-node 8 ... -m masktron train ...`).
 
-Options go before the KEY VALUE config overrides. OUTPUT_DIR receives config.yaml, log.txt,
-metrics.json (one JSON line per logged iteration), TensorBoard events, model_*.pth checkpoints,
-last_checkpoint, model_best.pth (with TEST.BEST_METRIC), datasets.json (the dataset options,
-reused by later runs in the same OUTPUT_DIR, e.g. with --resume) and, with --eval-only,
-eval_results.json.
+Overrides are trailing KEY VALUE pairs or follow --opts; they win over the config file (see
+`masktron.cli.run_config` for the order). OUTPUT_DIR receives config.yaml (with the datasets
+registered from files and the class names, so predict/eval/export need only this folder),
+log.txt, metrics.json (one JSON line per LOG_PERIOD iterations), TensorBoard events,
+model_*.pth checkpoints (resumable), model_final_weights.pth (the weights alone), last_checkpoint,
+model_best.pth (with TEST.BEST_METRIC), curves.png (loss and AP), datasets.json (the dataset
+options, reused by later runs in the same OUTPUT_DIR) and, with --eval-only, eval_results.json.
+Ctrl-C (or SIGTERM) saves a checkpoint after the current iteration and exits 130 (143).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import sys
 from typing import Any
 
 from masktron.cli.main import CommandError
 
-# Datasets registered from command-line options in this process: name -> (format, paths...).
-_REGISTERED: dict[str, tuple[str, ...]] = {}
-# In OUTPUT_DIR: the dataset options of the runs there, [[format, name, paths...], ...].
+logger = logging.getLogger(__name__)
+# In OUTPUT_DIR: the dataset specs of the runs there (a list of DATASETS.REGISTER entries).
 DATASETS_FILE = "datasets.json"
+
+
+# Repeatable dataset options: (flag, metavar of its values, help).
+_DATASET_OPTIONS = (
+    ("--coco-dataset", ("NAME", "JSON", "IMAGE_ROOT"),
+     "a COCO instances JSON file and its image folder"),
+    ("--via-dataset", ("NAME", "JSON", "IMAGE_ROOT"),
+     "a VGG Image Annotator JSON file and its image folder (one class 'object' unless "
+     "--classes or --class-attribute says otherwise)"),
+    ("--png-dataset", ("NAME", "ROOT"),
+     "per-instance mask PNGs in the dsb2018 layout (ROOT/<id>/images, ROOT/<id>/masks)"),
+    ("--classes", ("NAME", "CLASS,CLASS,..."),
+     "class names of a --via-dataset/--png-dataset, comma-separated in class-id order "
+     "(PNG masks of class C end in _C.png when there are several)"),
+    ("--class-attribute", ("NAME", "ATTRIBUTE"),
+     "the VIA region attribute that holds each region's class name (for a --via-dataset)"),
+)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from masktron.engine.run_setup import add_training_arguments
 
     data = parser.add_argument_group("register datasets (repeatable; then name them in DATASETS.*)")
-    data.add_argument(
-        "--coco-dataset",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON", "IMAGE_ROOT"),
-        help="a COCO instances JSON file and its image folder",
-    )
-    data.add_argument(
-        "--via-dataset",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON", "IMAGE_ROOT"),
-        help="a VGG Image Annotator JSON file and its image folder (one class)",
-    )
-    data.add_argument(
-        "--png-dataset",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "ROOT"),
-        help="per-instance mask PNGs in the dsb2018 layout (ROOT/<id>/images, ROOT/<id>/masks)",
-    )
+    for flag, metavar, help_text in _DATASET_OPTIONS:
+        data.add_argument(
+            flag, nargs=len(metavar), action="append", default=[], metavar=metavar, help=help_text
+        )
     add_training_arguments(parser)
-
-
-def _dataset_specs(args: argparse.Namespace) -> list[list[str]]:
-    """[format, name, absolute paths...] of each dataset option."""
-    specs = [["coco", *s] for s in args.coco_dataset] + [["via", *s] for s in args.via_dataset]
-    specs += [["png", *s] for s in args.png_dataset]
-    return [[kind, name, *map(os.path.abspath, paths)] for kind, name, *paths in specs]
-
-
-def _register_datasets(specs: list[list[str]]) -> None:
-    from masktron.data import (
-        DatasetCatalog,
-        register_coco_instances,
-        register_png_mask_instances,
-        register_via_instances,
+    parser.add_argument(
+        "--verbose", action="store_true", help="also print debug lines (the model's structure)"
     )
 
-    for kind, name, *paths in specs:
-        spec = (kind, *paths)
-        if _REGISTERED.get(name) == spec:  # this process registered it already
-            continue
-        if name in DatasetCatalog:
-            raise CommandError(f"dataset {name!r} is already registered; pick another name")
-        if kind == "coco":
-            register_coco_instances(name, {}, *paths)
-        elif kind == "via":
-            register_via_instances(name, {}, *paths)
-        else:
-            register_png_mask_instances(name, {}, *paths)
-        _REGISTERED[name] = spec
+
+def _dataset_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The DATASETS.REGISTER specs of the dataset options."""
+    from masktron.data.run_datasets import DatasetSpecError, dataset_spec
+
+    given = [("coco", s) for s in args.coco_dataset] + [("via", s) for s in args.via_dataset]
+    given += [("png", s) for s in args.png_dataset]
+    names = [name for _, (name, *_) in given]
+    classes = {
+        name: [c.strip() for c in text.split(",") if c.strip()] for name, text in args.classes
+    }
+    attributes = dict(args.class_attribute)
+    for option, table in (("--classes", classes), ("--class-attribute", attributes)):
+        for name in table:
+            if name not in names:
+                raise CommandError(f"{option} {name}: no dataset option registers {name!r}")
+    try:
+        return [
+            dataset_spec(
+                fmt,
+                name,
+                paths,
+                class_attribute=attributes.get(name),
+                classes=classes.get(name, ()),
+            )
+            for fmt, (name, *paths) in given
+        ]
+    except DatasetSpecError as e:
+        raise CommandError(str(e)) from None
 
 
-def _remembered_datasets(output_dir: str, given: list[list[str]]) -> list[list[str]]:
-    """The dataset options of earlier runs in `output_dir` (its `datasets.json`) that this
-    command does not repeat, so `--resume` and `--eval-only` need not repeat them."""
+def _remembered_datasets(output_dir: str) -> list[dict[str, Any]]:
+    """The dataset specs of earlier runs in `output_dir` (its `datasets.json`), so `--resume`
+    and `--eval-only` with the original config need not repeat the options."""
+    from masktron.data.run_datasets import dataset_spec
+
     path = os.path.join(output_dir, DATASETS_FILE)
     if not output_dir or not os.path.isfile(path):
         return []
@@ -106,28 +112,28 @@ def _remembered_datasets(output_dir: str, given: list[list[str]]) -> list[list[s
             saved = json.load(f)
     except (OSError, ValueError) as e:
         raise CommandError(f"{path}: cannot read the remembered datasets: {e}") from None
-    names = {spec[1] for spec in given}
-    return [list(spec) for spec in saved if isinstance(spec, list) and spec[1] not in names]
+    # Older runs wrote [format, name, paths...] lists.
+    return [
+        dataset_spec(s[0], s[1], s[2:]) if isinstance(s, list) else s
+        for s in saved
+        if isinstance(s, (list, dict))
+    ]
+
+
+def _merge_specs(*groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Specs by name, a later group's spec replacing an earlier one of the same name."""
+    merged: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        for spec in group:
+            merged[str(spec["name"])] = dict(spec)
+    return list(merged.values())
 
 
 def load_config(args: argparse.Namespace) -> Any:
     """The config of `--config` (a file or a model-zoo name) with the overrides applied."""
-    from masktron.config import get_cfg
+    from masktron.cli.run_config import build_config, collect_overrides
 
-    path = args.config_file
-    if not os.path.isfile(path):
-        from masktron.model_zoo import get_config_file
-
-        try:
-            path = get_config_file(path)
-        except RuntimeError as e:
-            raise CommandError(
-                f"config {args.config_file!r} is neither a file nor a model-zoo name ({e})"
-            ) from None
-    cfg = get_cfg()
-    cfg.merge_from_file(path)
-    opts = list(args.opts or [])
-    cfg.merge_from_list(opts[1:] if opts[:1] == ["--"] else opts)
+    cfg, _ = build_config(args.config_file, collect_overrides(args), limit_workers=False)
     return cfg
 
 
@@ -151,14 +157,22 @@ def _check_datasets(cfg: Any, eval_only: bool) -> None:
 def main_worker(args: argparse.Namespace) -> Any:
     """What each training process runs (also the single process of a one-process run)."""
     from masktron.checkpoint import DetectionCheckpointer
+    from masktron.cli.run_config import cap_workers
+    from masktron.data.run_datasets import register_dataset_spec
     from masktron.engine import comm
     from masktron.engine.defaults import DefaultTrainer
-    from masktron.engine.run_setup import default_setup
+    from masktron.engine.run_setup import default_setup, record_dataset_classes
     from masktron.utils.file_io import write_json
 
-    _register_datasets(args.dataset_specs)
+    for spec in args.dataset_specs:
+        register_dataset_spec(spec)
     cfg = load_config(args)
+    cfg.DATASETS.REGISTER = args.dataset_specs
+    record_dataset_classes(cfg)
+    note = cap_workers(cfg)  # before config.yaml is written: it records what the run used
     default_setup(cfg, args)
+    if note:
+        logger.info(note)
     cfg.freeze()
     if args.eval_only:
         model = DefaultTrainer.build_model(cfg)
@@ -175,21 +189,30 @@ def main_worker(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from masktron.data.run_datasets import DatasetSpecError, register_dataset_spec
+    from masktron.engine.interrupt import TrainingInterrupted
+
     if not args.config_file:
         args._parser.error("--config is required (a YAML file or a model-zoo name)")
     # Fail here, before any process is started, on a bad config or dataset name.
     worker_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k[0] != "_"})
     specs = _dataset_specs(worker_args)
-    _register_datasets(specs)
-    cfg = load_config(worker_args)
-    remembered = _remembered_datasets(cfg.OUTPUT_DIR, specs)
-    _register_datasets(remembered)
+    try:
+        for spec in specs:
+            register_dataset_spec(spec)
+        cfg = load_config(worker_args)  # registers its DATASETS.REGISTER (e.g. out/config.yaml)
+        remembered = _remembered_datasets(cfg.OUTPUT_DIR)
+        all_specs = _merge_specs(remembered, cfg.DATASETS.REGISTER, specs)
+        for spec in all_specs:
+            register_dataset_spec(spec)
+    except DatasetSpecError as e:
+        raise CommandError(str(e)) from None
     _check_datasets(cfg, worker_args.eval_only)
-    worker_args.dataset_specs = remembered + specs
+    worker_args.dataset_specs = all_specs
     if specs and cfg.OUTPUT_DIR and worker_args.machine_rank == 0:
         from masktron.utils.file_io import write_json
 
-        write_json(os.path.join(cfg.OUTPUT_DIR, DATASETS_FILE), worker_args.dataset_specs, indent=1)
+        write_json(os.path.join(cfg.OUTPUT_DIR, DATASETS_FILE), all_specs, indent=1)
 
     from masktron.engine.launch import launch
 
@@ -202,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
             dist_url=args.dist_url,
             args=(worker_args,),
         )
+    except TrainingInterrupted as e:
+        where = f"; saved {e.checkpoint} (continue with --resume)" if e.checkpoint else ""
+        print(f"masktron train: interrupted by {e.args[0]}{where}", file=sys.stderr)
+        return e.exit_code
     except FloatingPointError as e:
         raise CommandError(str(e)) from None
     except Exception as e:

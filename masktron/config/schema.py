@@ -48,6 +48,13 @@ class DatasetsConfig:
     PRECOMPUTED_PROPOSAL_TOPK_TEST: int = 1000
     # masktron: datasets whose loss is measured by the validation-loss hook (empty: none).
     VAL: list[str] = _list()
+    # masktron: datasets registered from files by `masktron train` (--coco-dataset, ...), as
+    # specs ({format, name, paths, classes}); predict/eval/export register them again.
+    REGISTER: list[dict[str, Any]] = _list()
+    # masktron: the class names the model was trained on (contiguous-id order) and each one's
+    # category id in the dataset (written by `masktron train`; labels and results use them).
+    THING_CLASSES: list[str] = _list()
+    THING_DATASET_IDS: list[int] = _list()
 
 
 @dataclass
@@ -311,6 +318,8 @@ class SolverConfig:
     OPTIMIZER: str = "SGD"
     # masktron: how many periodic checkpoints to keep (0 keeps all).
     MAX_TO_KEEP: int = 0
+    # masktron: store model_final_weights.pth (the weights alone) in float16.
+    FINAL_WEIGHTS_FP16: bool = False
 
 
 @dataclass
@@ -393,5 +402,9 @@ class Config:
     CUDNN_BENCHMARK: bool = False
     FLOAT32_PRECISION: str = ""
     VIS_PERIOD: int = 0
+    # masktron: iterations between metric writes (log line, metrics.json, TensorBoard).
+    LOG_PERIOD: int = 20
+    # masktron: experiment trackers that also get the metrics: "wandb", "mlflow" (extras).
+    LOG_WRITERS: list[str] = _list()
     GLOBAL: GlobalConfig = field(default_factory=GlobalConfig)
     TRACKER_HEADS: TrackerHeadsConfig = field(default_factory=TrackerHeadsConfig)

@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from masktron.checkpoint import DetectionCheckpointer
 from masktron.engine import comm, hooks
 from masktron.engine.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
+from masktron.engine.interrupt import InterruptCheckpointer
 from masktron.engine.metric_hooks import parse_metric
 from masktron.engine.run_setup import (
     add_training_arguments,
@@ -153,7 +154,7 @@ class DefaultTrainer(TrainerBase):
         from masktron.models.build import build_model
 
         model = build_model(cfg)
-        logger.info("Model:\n%s", model)
+        logger.debug("Model:\n%s", model)  # on the console with `masktron train --verbose`
         return model
 
     @classmethod
@@ -237,7 +238,15 @@ class DefaultTrainer(TrainerBase):
     auto_scale_workers = staticmethod(auto_scale_workers)
 
     def build_writers(self) -> list[EventWriter]:
-        return default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
+        """`default_writers`, and the trackers named by `LOG_WRITERS` (W&B, MLflow)."""
+        writers = default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
+        if self.cfg.LOG_WRITERS:
+            from masktron.engine.tracking import build_tracking_writer
+
+            config = self.cfg.to_dict()
+            for name in self.cfg.LOG_WRITERS:
+                writers.append(build_tracking_writer(name, self.cfg.OUTPUT_DIR, config))
+        return writers
 
     def build_hooks(self) -> list[hooks.HookBase]:
         """IterationTimer, LRScheduler, PreciseBN (with `TEST.PRECISE_BN.ENABLED`),
@@ -282,7 +291,8 @@ class DefaultTrainer(TrainerBase):
                 patience = cfg.TEST.EARLY_STOP.PATIENCE
                 ret.append(hooks.EarlyStopping(period, metric, mode, patience))
         if comm.is_main_process():
-            ret.append(hooks.PeriodicWriter(self.build_writers(), period=20))
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.LOG_PERIOD))
+        ret.append(InterruptCheckpointer(self.checkpointer))
         return ret
 
     def _test_and_keep_results(self) -> Any:
@@ -329,7 +339,23 @@ class DefaultTrainer(TrainerBase):
             self.start_iter if start_iter is None else start_iter,
             self.max_iter if max_iter is None else max_iter,
         )
+        if comm.is_main_process() and self.cfg.OUTPUT_DIR:
+            self._write_run_summary()
         return self._last_eval_results
+
+    def _write_run_summary(self) -> None:
+        """The stripped weights (`model_final_weights.pth`) and `curves.png`."""
+        from masktron.checkpoint.weights_file import save_model_weights
+        from masktron.engine.curves import plot_metrics
+
+        out = self.cfg.OUTPUT_DIR
+        if self.iter >= self.max_iter or self.stop_requested:
+            path = os.path.join(out, "model_final_weights.pth")
+            save_model_weights(_unwrap(self.model), path, half=self.cfg.SOLVER.FINAL_WEIGHTS_FP16)
+            logger.info("Weights only (for predict/eval/export) saved to %s", path)
+        metrics = os.path.join(out, "metrics.json")
+        if os.path.isfile(metrics) and plot_metrics(metrics, os.path.join(out, "curves.png")):
+            logger.info("Loss and metric curves saved to %s", os.path.join(out, "curves.png"))
 
     def prepare_data(self) -> None:
         self._trainer.prepare_data()

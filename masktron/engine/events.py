@@ -12,6 +12,7 @@ import datetime
 import json
 import logging
 import os
+import sys
 from collections import defaultdict
 from typing import Any
 
@@ -31,6 +32,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def _stderr_is_terminal() -> bool:
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
 
 
 class HistoryBuffer:
@@ -141,6 +147,9 @@ class EventWriter:
     def on_train_start(self, start_iter: int) -> None:
         """Called before the first iteration (`start_iter` > 0 when a run resumes)."""
 
+    def on_step(self, storage: EventStorage) -> None:
+        """Called after every iteration (e.g. to move a progress bar); `write` is periodic."""
+
     def write(self, storage: EventStorage) -> None:
         raise NotImplementedError
 
@@ -243,20 +252,21 @@ class TensorboardXWriter(EventWriter):
 class CommonMetricPrinter(EventWriter):
     """A tqdm progress bar over the iterations (with ETA) and a log line per write.
 
-    The bar shows the smoothed total loss and the learning rate; the log line (logger
-    "masktron.engine.events", INFO) has Detectron2's fields: eta, iter, losses, time,
-    data_time, lr and, on CUDA, max memory.
+    The bar moves every iteration and shows the smoothed total loss and the learning rate;
+    the log line (logger "masktron.engine.events", INFO) has Detectron2's fields: eta, iter,
+    losses, time, data_time, lr and, on CUDA, max memory.
 
     Args:
         max_iter: the run's last iteration + 1 (for the bar and the ETA).
         window_size: iterations over which losses are smoothed (median).
-        progress: show the bar (the log line is written either way).
+        progress: show the bar (the log line is written either way); default: when stderr is
+            a terminal (redirected to a file, the log lines alone report progress).
     """
 
-    def __init__(self, max_iter: int, window_size: int = 20, progress: bool = True):
+    def __init__(self, max_iter: int, window_size: int = 20, progress: bool | None = None):
         self._max_iter = max_iter
         self._window_size = window_size
-        self._progress = progress
+        self._progress = _stderr_is_terminal() if progress is None else progress
         self._bar: tqdm | None = None
 
     def _eta(self, storage: EventStorage) -> str:
@@ -267,16 +277,28 @@ class CommonMetricPrinter(EventWriter):
         remaining = seconds_per_iter * (self._max_iter - storage.iter - 1)
         return str(datetime.timedelta(seconds=int(remaining)))
 
+    def _losses(self, storage: EventStorage, names: Any) -> dict[str, float]:
+        hints = storage.smoothing_hints()
+        return {
+            k: storage.history(k).median(self._window_size)
+            for k in names
+            if "loss" in k and not k.startswith("val_") and hints.get(k)
+        }
+
+    def on_step(self, storage: EventStorage) -> None:
+        if not self._progress or storage.iter >= self._max_iter:
+            return
+        latest = storage.latest()
+        names = ["total_loss"] if "total_loss" in latest else list(latest)
+        lr = latest["lr"][0] if "lr" in latest else None
+        self._update_bar(storage.iter, self._losses(storage, names), lr)
+
     def write(self, storage: EventStorage) -> None:
         itr = storage.iter
         if itr >= self._max_iter:  # after training, e.g. an evaluation's results
             return
         latest = storage.latest()
-        losses = {
-            k: storage.history(k).median(self._window_size)
-            for k in latest
-            if "loss" in k and not k.startswith("val_") and storage.smoothing_hints()[k]
-        }
+        losses = self._losses(storage, latest)
         lr = latest["lr"][0] if "lr" in latest else None
         self._update_bar(itr, losses, lr)
         eta = self._eta(storage)
@@ -307,13 +329,13 @@ class CommonMetricPrinter(EventWriter):
         if self._bar is None:
             self.on_train_start(itr)
         assert self._bar is not None
-        self._bar.update(itr + 1 - self._bar.n)
         postfix = {}
         if "total_loss" in losses:
             postfix["loss"] = f"{losses['total_loss']:.4g}"
         if lr is not None:
             postfix["lr"] = f"{lr:.3g}"
-        self._bar.set_postfix(postfix, refresh=True)
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.update(itr + 1 - self._bar.n)  # redraws at most every tqdm mininterval
 
     def close(self) -> None:
         if self._bar is not None:

@@ -226,10 +226,27 @@ class EvalHook(HookBase):
         self._period = int(eval_period)
         self._func = eval_function
         self._eval_after_train = eval_after_train
+        self._last_eval_iter = -1  # the last iteration whose evaluation completed
+
+    def before_train(self) -> None:
+        # Checkpoints at an evaluation iteration are saved before the evaluation runs: resuming
+        # from one whose evaluation did not complete (interrupted) runs it first.
+        done = self.trainer.start_iter - 1
+        if done >= 0 and is_eval_iteration(_AtIteration(self.trainer, done), self._period):
+            if self._last_eval_iter < done:
+                logger.info("Running the evaluation of iteration %d (it did not complete)", done)
+                self._do_eval()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_eval_iter": self._last_eval_iter}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._last_eval_iter = int(state.get("last_eval_iter", -1))
 
     def _do_eval(self) -> None:
         with preserve_rng_state():
             results = self._func()
+        self._last_eval_iter = self.trainer.iter
         results = comm.broadcast_object(results)
         if results:
             if not isinstance(results, Mapping):
@@ -245,6 +262,13 @@ class EvalHook(HookBase):
     def after_train(self) -> None:
         if self._eval_after_train and is_eval_iteration(self.trainer, self._period, True):
             self._do_eval()
+
+
+class _AtIteration:
+    """A trainer's view with another current iteration (for `is_eval_iteration`)."""
+
+    def __init__(self, trainer: Any, iteration: int):
+        self.iter, self.max_iter = iteration, trainer.max_iter
 
 
 class ValidationLoss(HookBase):
@@ -387,6 +411,8 @@ class PeriodicWriter(HookBase):
 
     def after_step(self) -> None:
         itr = self.trainer.iter
+        for writer in self._writers:
+            writer.on_step(self.trainer.storage)
         if (itr + 1) % self._period == 0 or itr == self.trainer.max_iter - 1:
             self._write()
 

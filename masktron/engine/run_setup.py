@@ -22,6 +22,7 @@ from masktron.utils.file_io import atomic_open
 
 __all__ = [
     "add_training_arguments",
+    "record_dataset_classes",
     "auto_scale_workers",
     "default_argument_parser",
     "default_setup",
@@ -75,6 +76,14 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         metavar="KEY VALUE",
         help="config overrides, e.g. SOLVER.BASE_LR 0.01 OUTPUT_DIR out",
     )
+    parser.add_argument(
+        "--opts",
+        dest="extra_opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        metavar="KEY VALUE",
+        help="config overrides (the same as trailing KEY VALUE pairs)",
+    )
     return parser
 
 
@@ -106,7 +115,8 @@ def default_setup(cfg: Any, args: Any = None) -> None:
     if comm.is_main_process() and output_dir:
         os.makedirs(output_dir, exist_ok=True)
     comm.synchronize()
-    setup_logger(output_dir or None, distributed_rank=rank)
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
+    setup_logger(output_dir or None, distributed_rank=rank, level=level)
     logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     logger.info(
         "Environment: Python %s, torch %s, CUDA %s",
@@ -129,6 +139,22 @@ def default_setup(cfg: Any, args: Any = None) -> None:
     if not getattr(args, "eval_only", False):
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
     set_float32_precision(cfg.FLOAT32_PRECISION)
+
+
+def record_dataset_classes(cfg: Any) -> None:
+    """Write the class names of the first training dataset (the test one with no training
+    set), and their category ids in the dataset, into `DATASETS.THING_CLASSES` and
+    `DATASETS.THING_DATASET_IDS`, so the run's config.yaml labels the model's outputs.
+    Keeps the config's values when the dataset's classes are unknown."""
+    from masktron.data.run_datasets import training_classes
+
+    names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
+    if not names:
+        return
+    classes, ids = training_classes(names[0])
+    if classes:
+        cfg.DATASETS.THING_CLASSES = classes
+        cfg.DATASETS.THING_DATASET_IDS = ids
 
 
 def auto_scale_workers(cfg: Any, num_workers: int) -> Any:

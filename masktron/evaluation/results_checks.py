@@ -17,6 +17,11 @@ from masktron.evaluation.coco_checks import NUMBER_TYPES, box_array, check_box, 
 from masktron.evaluation.rle import check_compressed_rles, to_compressed_rle
 
 _KEYS = ("image_id", "category_id", "score")
+# Results numbered 1..N by a tool that did not know the ground truth land on other images.
+_SIZE_HINT = (
+    ". The results' image_id must be the ground truth's id of the same image: were they "
+    "written for this ground truth (masktron predict --gt GT.json writes its ids)?"
+)
 
 
 @dataclass
@@ -148,7 +153,8 @@ def _check_segmentations(
             try:
                 rles.append(to_compressed_rle(segm, h, w))
             except ValueError as e:
-                raise ValueError(f"{where}: 'segmentation': {e}") from None
+                hint = _SIZE_HINT if "is not the image's" in str(e) else ""
+                raise ValueError(f"{where}: 'segmentation': {e}{hint}") from None
     for k in check_compressed_rles(rles, sizes).nonzero()[0]:
         raise ValueError(
             f"{source}: result #{k} (image {image_ids[k]!r}): 'segmentation' is a malformed RLE "

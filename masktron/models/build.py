@@ -8,7 +8,6 @@ architecture.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -372,14 +371,11 @@ def resolve_device(name: str) -> torch.device:
     back to the CPU with a warning instead of failing deep inside torch."""
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        warnings.warn(
-            f"MODEL.DEVICE={name!r} but CUDA is not available; using the CPU", stacklevel=2
-        )
+        # A log line, not a UserWarning: the fallback is expected on CPU-only machines.
+        logger.warning("MODEL.DEVICE=%r but CUDA is not available; using the CPU", name)
         return torch.device("cpu")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        warnings.warn(
-            f"MODEL.DEVICE={name!r} but MPS is not available; using the CPU", stacklevel=2
-        )
+        logger.warning("MODEL.DEVICE=%r but MPS is not available; using the CPU", name)
         return torch.device("cpu")
     return device
 

@@ -99,7 +99,7 @@ class Detector:
         opts: list[str] | None = None,
     ) -> None:
         from masktron.cli.predict import setup_cfg
-        from masktron.data.catalog import MetadataCatalog
+        from masktron.data.run_datasets import config_metadata
         from masktron.engine import DefaultPredictor
 
         args = argparse.Namespace(
@@ -107,8 +107,8 @@ class Detector:
         )
         cfg = setup_cfg(args)
         self.predictor = DefaultPredictor(cfg)
-        names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
-        classes = MetadataCatalog.get(names[0]).get("thing_classes", None) if names else None
+        metadata = config_metadata(cfg)  # a training run's config.yaml names its classes
+        classes = metadata.get("thing_classes", None) if metadata is not None else None
         self.class_names: list[str] | None = list(classes) if classes else None
 
     def class_name(self, index: int) -> str:

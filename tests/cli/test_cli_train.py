@@ -1,36 +1,24 @@
 """`masktron train`: help, argument errors, and a real (tiny) run writing OUTPUT_DIR."""
 
 import json
-import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from masktron.cli.main import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from engine_helpers import BALLOON, small_balloon_set, tiny_cfg  # noqa: E402
+from engine_helpers import BALLOON, masktron_logging_kept, small_balloon_set, tiny_cfg  # noqa: E402
 
 
 @pytest.fixture
 def restore_logging_and_threads():
     """`masktron train` configures the "masktron" logger; give other tests theirs back. One
     thread: the tiny model trains fastest so."""
-    logger = logging.getLogger("masktron")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    for handler in logger.handlers:
-        if handler not in handlers:
-            handler.close()
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
+    with masktron_logging_kept(threads=1):
+        yield
 
 
 def test_help_lists_the_training_options():
@@ -91,13 +79,11 @@ def test_train_resume_and_eval_only_write_output_dir(tmp_path, restore_logging_a
     assert lines[-1]["iteration"] == 2 and "total_loss" in lines[-1]
     # Resuming a finished run trains no more and keeps metrics.json as it was. The dataset
     # options are remembered in OUTPUT_DIR: a new process need not repeat them.
-    assert json.loads((out / "datasets.json").read_text())[0][:2] == ["via", "cli_balloon2"]
-    from masktron.cli import train as train_cli
-    from masktron.data import DatasetCatalog, MetadataCatalog
+    spec = json.loads((out / "datasets.json").read_text())[0]
+    assert (spec["format"], spec["name"]) == ("via", "cli_balloon2")
+    from masktron.data.run_datasets import forget_registered
 
-    DatasetCatalog.remove("cli_balloon2")
-    MetadataCatalog.remove("cli_balloon2")
-    train_cli._REGISTERED.clear()
+    forget_registered("cli_balloon2")
     metrics = (out / "metrics.json").read_text()
     assert main(["train", "--config", str(config), "--resume", *overrides]) == 0
     assert (out / "metrics.json").read_text() == metrics

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
@@ -101,3 +104,26 @@ def distributed_train_worker(json_file: str, output_dir: str, max_iter: int) -> 
     final = {k: v.detach().clone() for k, v in model.named_parameters()}
     torch.save({"initial": initial, "final": final}, f"{output_dir}/rank{comm.get_rank()}.pt")
     return comm.get_world_size()
+
+
+@contextmanager
+def masktron_logging_kept(threads: int | None = None) -> Iterator[None]:
+    """Give the "masktron" logger its handlers, level and propagation back afterwards (runs
+    configure it); optionally run with `threads` torch threads meanwhile."""
+    import torch
+
+    logger = logging.getLogger("masktron")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate

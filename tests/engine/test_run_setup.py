@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+from engine_helpers import masktron_logging_kept
 
 from masktron.config import get_cfg
 from masktron.engine import default_argument_parser, default_setup
@@ -11,15 +12,8 @@ from masktron.engine.run_setup import auto_scale_workers
 
 @pytest.fixture
 def restore_logging():
-    logger = logging.getLogger("masktron")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    for handler in logger.handlers:
-        if handler not in handlers:
-            handler.close()
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
+    with masktron_logging_kept():
+        yield
 
 
 def test_default_setup_writes_the_config_and_records_a_drawn_seed(tmp_path, restore_logging):
