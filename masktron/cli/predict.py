@@ -218,7 +218,7 @@ def _write_outputs(
     image_id: int,
     results: list[dict],
     panoptic: list[dict],
-    labels: bool = True,
+    draw_labels: bool = True,
 ) -> None:
     from masktron.evaluation.coco_evaluation import instances_to_coco_json
     from masktron.visualization.visualizer import Visualizer
@@ -240,7 +240,7 @@ def _write_outputs(
         for box, logit in zip(xywh.tolist(), proposals.objectness_logits.tolist()):
             record = {"image_id": image_id, "file_name": name, "bbox": box}
             results.append(record | {"objectness_logit": logit})
-    elif labels:
+    elif draw_labels:
         vis = visualizer.draw_instance_predictions(outputs["instances"].to("cpu"))
     else:
         vis = _draw_unlabelled(visualizer, outputs["instances"].to("cpu"))

@@ -43,7 +43,9 @@ ORDER_HELP = (
 )
 
 
-def add_override_arguments(parser: argparse.ArgumentParser, *, trailing: bool = True) -> None:
+def add_override_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, trailing: bool = True
+) -> None:
     """Add `--opts KEY VALUE ...` and, with `trailing`, a positional `opts` remainder."""
     parser.add_argument(
         "--opts", dest="extra_opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",

@@ -161,14 +161,13 @@ def main_worker(args: argparse.Namespace) -> Any:
     from masktron.data.run_datasets import register_dataset_spec
     from masktron.engine import comm
     from masktron.engine.defaults import DefaultTrainer
-    from masktron.engine.run_setup import default_setup, record_dataset_classes
+    from masktron.engine.run_setup import default_setup
     from masktron.utils.file_io import write_json
 
     for spec in args.dataset_specs:
         register_dataset_spec(spec)
     cfg = load_config(args)
     cfg.DATASETS.REGISTER = args.dataset_specs
-    record_dataset_classes(cfg)
     note = cap_workers(cfg)  # before config.yaml is written: it records what the run used
     default_setup(cfg, args)
     if note:

@@ -105,10 +105,11 @@ def default_setup(cfg: Any, args: Any = None) -> None:
     """Prepare a run in every process (call it after the process group is up).
 
     Creates `OUTPUT_DIR`, logs to the console (main process) and `OUTPUT_DIR/log.txt`, logs the
-    environment and the config, writes the config to `OUTPUT_DIR/config.yaml` (atomically, main
-    process), draws a shared `SEED` when it is negative (so `config.yaml` records the seed
-    used), seeds the generators with `SEED + rank`, and applies `CUDNN_BENCHMARK` and
-    `FLOAT32_PRECISION`. `cfg` must not be frozen.
+    environment and the config, records the training classes (`record_dataset_classes`), writes
+    the config to `OUTPUT_DIR/config.yaml` (atomically, main process), draws a shared `SEED`
+    when it is negative (so `config.yaml` records the seed used), seeds the generators with
+    `SEED + rank`, and applies `CUDNN_BENCHMARK` and `FLOAT32_PRECISION`. `cfg` must not be
+    frozen.
     """
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
@@ -126,6 +127,10 @@ def default_setup(cfg: Any, args: Any = None) -> None:
     )
     if args is not None:
         logger.info("Command line arguments: %s", vars(args) if hasattr(args, "__dict__") else args)
+    try:  # the class names go into config.yaml, so the run folder labels its outputs
+        record_dataset_classes(cfg)
+    except (OSError, ValueError, KeyError) as e:
+        logger.warning("Cannot read the class names of the training data: %s", e)
     if cfg.SEED < 0:
         cfg.SEED = comm.shared_random_seed()
         logger.info("SEED was negative; using the random seed %d", cfg.SEED)
