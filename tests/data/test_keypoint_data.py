@@ -128,3 +128,27 @@ def test_keypoint_config_mapper_and_model_train_together(keypoint_dataset):
     torch.manual_seed(0)
     losses = build_model(cfg).train()(batch)
     assert torch.isfinite(losses["loss_keypoint"]) and losses["loss_keypoint"] > 0
+
+
+def test_keypoint_predictions_evaluate_as_keypoint_ap(keypoint_dataset, tmp_path):
+    """The model's `pred_keypoints` are what COCOEvaluator reads for keypoint AP."""
+    from masktron.evaluation import COCOEvaluator
+
+    cfg = tiny_cfg("COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml", depth=18)
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 1
+    cfg.MODEL.ROI_KEYPOINT_HEAD.CONV_DIMS = [8]
+    cfg.INPUT.MIN_SIZE_TEST = 64
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    torch.nn.init.zeros_(model.roi_heads.box_predictor.cls_score.weight)  # some detections
+    mapper = DatasetMapper(cfg, False)
+    evaluator = COCOEvaluator(keypoint_dataset, output_dir=str(tmp_path))
+    evaluator.reset()
+    with torch.no_grad():
+        for d in DatasetCatalog.get(keypoint_dataset):
+            outputs = model([mapper(d)])
+            assert outputs[0]["instances"].pred_keypoints.shape[1:] == (17, 3)
+            evaluator.process([d], outputs)
+    results = evaluator.evaluate()
+    assert {"bbox", "keypoints"} <= set(results)
+    assert set(results["keypoints"]) >= {"AP", "AP50", "AP75"}
