@@ -94,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
     predictor = DefaultPredictor(cfg)
     metadata = _metadata(cfg)
     tracker_name = args.track or "bytetrack"
+    used: set[str] = set()  # two inputs named alike write walk.*, walk_1.*
     for source in sources:
-        done, problem = predict_video(predictor, cfg, metadata, source, args, tracker_name)
+        done, problem = predict_video(predictor, cfg, metadata, source, args, tracker_name, used)
         print(f"{source}: {done} frame(s) -> {args.out}")
         if problem:
             raise CommandError(f"{problem}; wrote the {done} frame(s) read before it to {args.out}")
@@ -145,7 +146,13 @@ def _make_tracker(cfg: Any, name: str, info: Any, fps: float) -> Any:
 
 
 def predict_video(
-    predictor: Any, cfg: Any, metadata: Any, source: str, args: Any, tracker_name: str
+    predictor: Any,
+    cfg: Any,
+    metadata: Any,
+    source: str,
+    args: Any,
+    tracker_name: str,
+    used_names: set[str] | None = None,
 ) -> tuple[int, str | None]:
     """Predict, track, draw and write one video (see the module docstring).
 
@@ -163,6 +170,12 @@ def predict_video(
     except VideoDecodeError as e:
         raise CommandError(str(e)) from None
     info = reader.info
+    used = used_names if used_names is not None else set()
+    name, k = info.name, 1
+    while name in used:
+        name, k = f"{info.name}_{k}", k + 1
+    used.add(name)
+    info.name = name
     fps = info.fps / args.every
     tracker = _make_tracker(cfg, tracker_name, info, fps)
     label = None if tracker is None else tracker_name
