@@ -85,6 +85,7 @@ def is_video_request(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from masktron.cli.predict import setup_cfg
+    from masktron.data.run_datasets import config_metadata
     from masktron.engine import DefaultPredictor
 
     sources = _check_sources(args)
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--end {args.end:g}s must come after --start {args.start:g}s")
     cfg = setup_cfg(args)
     predictor = DefaultPredictor(cfg)
-    metadata = _metadata(cfg)
+    metadata = config_metadata(cfg)  # class names and dataset ids, as predict on images
     tracker_name = args.track or "bytetrack"
     used: set[str] = set()  # two inputs named alike write walk.*, walk_1.*
     for source in sources:
@@ -121,12 +122,6 @@ def _check_sources(args: argparse.Namespace) -> list[str]:
 
 
 VIDEO_EXTENSIONS_HINT = (".mp4", ".avi", ".mov", ".mkv", "...")
-
-
-def _metadata(cfg: Any) -> Any:
-    from masktron.data.run_datasets import config_metadata
-
-    return config_metadata(cfg)  # a run folder's config.yaml names its classes
 
 
 def _make_tracker(cfg: Any, name: str, info: Any, fps: float) -> Any:
