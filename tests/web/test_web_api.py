@@ -127,6 +127,25 @@ def test_labels_are_saved_after_each_change_and_reloaded(image_dir, sam_checkpoi
     assert {i["name"]: i["objects"] for i in state["images"]}["coins.png"] == 2
 
 
+def test_embedding_progress_and_replacing_an_object(client):
+    assert client.post("/api/embed", json={"image": "chelsea.png"}, headers=H).status_code == 200
+    progress = client.get("/api/progress").json()
+    assert progress == {"image": "chelsea.png", "done": 3, "total": 3}  # patches + 2 blocks
+    cid = client.post("/api/categories", json={"name": "cat"}, headers=H).json()["id"]
+    first = {"image": "chelsea.png", "points": [[200, 150, 1]], "box": None, "category_id": cid}
+    old = client.post("/api/accept", json=first, headers=H).json()
+    fixed = {**first, "points": [[200, 150, 1], [20, 20, 0]], "replace": old["id"]}
+    new = client.post("/api/accept", json=fixed, headers=H).json()
+    objects = client.get("/api/objects/chelsea.png").json()["objects"]
+    assert [o["id"] for o in objects] == [new["id"]] and new["id"] != old["id"]
+    assert objects[0]["prompt"]["points"] == [[200.0, 150.0, 1], [20.0, 20.0, 0]]
+    missing = client.post("/api/accept", json={**fixed, "replace": 999}, headers=H)
+    assert missing.status_code == 400 and "no object 999" in missing.json()["error"]
+    client.post("/api/undo", json={"image": "chelsea.png"}, headers=H)  # the replacement
+    objects = client.get("/api/objects/chelsea.png").json()["objects"]
+    assert [o["id"] for o in objects] == [old["id"]]
+
+
 def test_bad_prompts_and_bad_files_get_clear_errors(client, image_dir, sam_checkpoint, tmp_path):
     for body, word in (
         ({"image": "coins.png", "points": [[1e6, 2, 1]]}, "outside"),

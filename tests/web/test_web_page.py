@@ -103,7 +103,7 @@ def wait_ready(page, name: str) -> None:
 
 
 def wait_decoded(page, count: int) -> None:
-    page.wait_for_function(f"() => window.masktron.decoded >= {count}", timeout=30_000)
+    page.wait_for_function(f"() => window.masktron.decoded >= {count}")
 
 
 def overlay_pixels(page) -> int:
@@ -141,8 +141,13 @@ def test_label_in_the_browser_then_train(server, image_dir, sam_checkpoint, tmp_
             headless=True,
             viewport={"width": 1280, "height": 720},
         )
+        context.set_default_timeout(60_000)
+        page = context.new_page()
         try:
-            label_two_photos(context.new_page(), url, tmp_path)
+            label_two_photos(page, url, tmp_path)
+        except Exception as e:  # say what the page said
+            status = page.locator("#status").text_content()
+            raise AssertionError(f"{e}\npage status: {status!r}") from e
         finally:
             context.close()
     saved = json.loads(labels.read_text())
@@ -154,10 +159,14 @@ def label_two_photos(page, url: str, tmp_path: Path) -> None:
     page.goto(url)
     wait_ready(page, "chelsea.png")
     assert page.locator("#thumbnails figure").count() == 3
-    for name in ("cat", "cupp"):
+    assert page.evaluate("() => document.getElementById('progress').hidden")  # embedding done
+    for count, name in enumerate(("cat", "cupp", "spare"), 1):
         page.fill("#new-class", name)
         page.press("#new-class", "Enter")
+        page.wait_for_function(f"() => window.masktron.categories.length === {count}")
+    page.click("#delete-class")  # the chosen class: the one just added
     page.wait_for_function("() => window.masktron.categories.length === 2")
+    choose_class(page, "cupp")
     page.on("dialog", lambda dialog: dialog.accept("cup"))  # rename "cupp" -> "cup"
     page.click("#rename-class")
     page.wait_for_function("() => window.masktron.categories[1].name === 'cup'")
@@ -195,14 +204,25 @@ def label_two_photos(page, url: str, tmp_path: Path) -> None:
     page.mouse.click(*page_xy(page, *CUP_NEGATIVE))
     page.keyboard.up("Shift")
     wait_decoded(page, 6)
+    screenshot(page, "web_box", tmp_path)
     page.click("#accept")
     page.wait_for_function("() => window.masktron.objects.length === 1")
-    screenshot(page, "web_box", tmp_path)
+    page.click("#objects li button:has-text('edit')")  # its prompt comes back to be fixed
+    wait_decoded(page, 7)
+    assert page.evaluate("() => window.masktron.box") == pytest.approx(box)
+    page.keyboard.press("Escape")  # leave it as it was
+    assert page.evaluate("() => window.masktron.replace") is None
+    # An image added from the page goes into the folder and the thumbnails.
+    upload = tmp_path / "uploaded.png"
+    upload.write_bytes((tmp_path / "images" / "coins.png").read_bytes())
+    page.set_input_files("#upload", str(upload))
+    wait_ready(page, "uploaded.png")
+    assert (tmp_path / "images" / "uploaded.png").read_bytes() == upload.read_bytes()
     # The greyscale coins, opened from its thumbnail: detect, delete, undo; segment everything.
     page.click("#thumbnails figure[data-name='coins.png']")
     wait_ready(page, "coins.png")
     page.click("#detect")
-    page.wait_for_function("() => window.masktron.objects.length > 1", timeout=30_000)
+    page.wait_for_function("() => window.masktron.objects.length > 1")
     detected = object_count(page)
     page.locator("#objects li button.delete").first.click()
     page.wait_for_function(f"() => window.masktron.objects.length === {detected - 1}")
@@ -212,7 +232,7 @@ def label_two_photos(page, url: str, tmp_path: Path) -> None:
     page.wait_for_function("() => window.masktron.objects.length === 0")
     choose_class(page, "cat")
     page.click("#segment-everything")
-    page.wait_for_function("() => window.masktron.objects.length > 0", timeout=30_000)
+    page.wait_for_function("() => window.masktron.objects.length > 0")
     screenshot(page, "web_everything", tmp_path)
     page.click("#undo")
     page.wait_for_function("() => window.masktron.objects.length === 0")
@@ -223,7 +243,7 @@ def label_two_photos(page, url: str, tmp_path: Path) -> None:
         "() => document.getElementById('status').textContent.startsWith('saved 2 objects')"
     )
     captions = page.locator("#thumbnails figcaption").all_text_contents()
-    assert captions == ["chelsea.png (1)", "coffee.png (1)", "coins.png (0)"]
+    assert captions == ["chelsea.png (1)", "coffee.png (1)", "coins.png (0)", "uploaded.png (0)"]
 
 
 def check_against_python_api(saved: dict, image_dir: Path, checkpoint: Path) -> None:

@@ -328,11 +328,11 @@ async function addClass(event) {
   event.preventDefault();
   const name = $("new-class").value.trim();
   if (!name) return;
+  $("new-class").value = ""; // now: the next name may be typed while this one is saved
   try {
     const result = await api("POST", "/api/categories", { name });
     S.categories = result.categories;
     S.category = result.id;
-    $("new-class").value = "";
     renderClasses();
     renderObjects();
   } catch (error) {
@@ -346,6 +346,18 @@ async function renameClass() {
   if (!name) return;
   try {
     S.categories = (await api("PATCH", `/api/category/${S.category}`, { name })).categories;
+    renderClasses();
+    renderObjects();
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+async function deleteClass() {
+  if (S.category === null) return;
+  try {
+    S.categories = (await api("DELETE", `/api/category/${S.category}`)).categories;
+    S.category = S.categories.length ? S.categories[0].id : null;
     renderClasses();
     renderObjects();
   } catch (error) {
@@ -512,6 +524,7 @@ async function start() {
   $("undo").addEventListener("click", undo);
   $("class-form").addEventListener("submit", addClass);
   $("rename-class").addEventListener("click", renameClass);
+  $("delete-class").addEventListener("click", deleteClass);
   $("upload").addEventListener("change", uploadImage);
   $("segment-everything").addEventListener("click", () => runTool("/api/segment-everything", "segment everything"));
   $("detect").addEventListener("click", () => runTool("/api/detect", "detect"));
