@@ -174,7 +174,10 @@ def predict_video(
     fps = info.fps / args.every
     tracker = _make_tracker(cfg, tracker_name, info, fps)
     label = None if tracker is None else tracker_name
-    writer = TrackWriter(args.out, info, fps=fps, metadata=metadata, tracker=label)
+    draw_labels = not getattr(args, "no_labels", False)
+    writer = TrackWriter(
+        args.out, info, fps=fps, metadata=metadata, tracker=label, labels=draw_labels
+    )
     problem = None
     bar = tqdm(total=reader.expected_frames, desc=info.name, unit="frame")
     try:

@@ -31,15 +31,25 @@ class TrackWriter:
         fps: the output's frame rate (the source's divided by `--every`).
         metadata: class names (`thing_classes`) and dataset ids; may be None.
         tracker: the tracker's name, or None for detections without ids.
+        labels: draw class names and scores (the "#id" of a track is always drawn).
     """
 
-    def __init__(self, out_dir: str, info: Any, *, fps: float, metadata: Any, tracker: str | None):
+    def __init__(
+        self,
+        out_dir: str,
+        info: Any,
+        *,
+        fps: float,
+        metadata: Any,
+        tracker: str | None,
+        labels: bool = True,
+    ):
         from masktron.data.video import VideoWriter
 
         os.makedirs(out_dir, exist_ok=True)
         self._stem = os.path.join(out_dir, info.name)
         self._info, self._fps, self._tracker = info, fps, tracker
-        self._metadata = metadata
+        self._metadata, self._labels = metadata, labels
         self._video = VideoWriter(
             self._stem + ".mp4", fps=fps, width=info.width, height=info.height
         )
@@ -88,6 +98,10 @@ class TrackWriter:
 
         visualizer = Visualizer(bgr[:, :, ::-1], self._metadata)
         if not instances.has("ID"):
+            if not self._labels:
+                from masktron.cli.predict import _draw_unlabelled
+
+                return _draw_unlabelled(visualizer, instances).get_image()
             return visualizer.draw_instance_predictions(instances).get_image()
         ids = [int(i) for i in instances.ID]
         classes = [int(c) for c in torch.as_tensor(instances.pred_classes).tolist()]
@@ -96,7 +110,9 @@ class TrackWriter:
         masks = instances.pred_masks if instances.has("pred_masks") else None
         return visualizer.overlay_instances(
             boxes=instances.pred_boxes,
-            labels=track_labels(ids, classes, scores, names),
+            labels=track_labels(ids, classes, scores, names)
+            if self._labels
+            else [f"#{i}" for i in ids],
             masks=masks,
             assigned_colors=[id_color(i) / 255.0 for i in ids],  # one colour per id, every frame
         ).get_image()
