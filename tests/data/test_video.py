@@ -108,3 +108,12 @@ def test_writer_abort_leaves_no_file(tmp_path):
         writer.write(np.zeros((16, 16, 3), np.uint8))
         raise RuntimeError("stop")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("ext", [".avi", ".mov", ".mkv"])
+def test_other_containers(tmp_path, ext):
+    path = tmp_path / f"clip{ext}"
+    _write(path, _frames(5))
+    with VideoReader(path) as reader:
+        assert (reader.info.width, reader.info.height, reader.info.fps) == (64, 48, 10.0)
+        assert [f.index for f in reader] == [0, 1, 2, 3, 4]
