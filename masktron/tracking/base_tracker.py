@@ -19,7 +19,7 @@ import torch
 from masktron.structures import Boxes, Instances
 from masktron.tracking.utils import MATCH_METRICS
 
-__all__ = ["BaseTracker"]
+__all__ = ["BaseTracker", "build_tracker_head"]
 
 
 class BaseTracker:
@@ -177,6 +177,13 @@ class PreviousFrameTracker(BaseTracker):
     def _remember(self, instances: Instances) -> Instances:
         self._prev_instances = copy.deepcopy(instances)
         return instances
+
+
+def build_tracker_head(cfg: Any) -> BaseTracker:
+    """Detectron2's import path of `masktron.tracking.build.build_tracker_head`."""
+    from masktron.tracking.build import build_tracker_head as build
+
+    return build(cfg)
 
 
 def _box_tensor(boxes: Any) -> Any:

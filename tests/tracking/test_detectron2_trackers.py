@@ -163,3 +163,20 @@ def test_build_from_config_and_target_dict():
         build_tracker_head(cfg)
     with pytest.raises(TypeError, match="unknown arguments"):
         instantiate_tracker("iou", max_lost=3)
+
+
+def test_detectron2_import_paths():
+    from masktron.tracking.base_tracker import build_tracker_head as from_base
+    from masktron.tracking.iou_weighted_hungarian_bbox_iou_tracker import (
+        IOUWeightedHungarianBBoxIOUTracker as Weighted,
+    )
+    from masktron.tracking.vanilla_hungarian_bbox_iou_tracker import (
+        VanillaHungarianBBoxIOUTracker as Vanilla,
+    )
+
+    assert (
+        Weighted is IOUWeightedHungarianBBoxIOUTracker and Vanilla is VanillaHungarianBBoxIOUTracker
+    )
+    cfg = get_cfg()
+    cfg.TRACKER_HEADS.TRACKER_NAME = "IOUWeightedHungarianBBoxIOUTracker"
+    assert isinstance(from_base(cfg), Weighted)
