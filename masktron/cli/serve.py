@@ -30,7 +30,11 @@ SAM_MODELS = ("vit_b", "vit_l", "vit_h", "default")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", default=".", help="the image folder (default: .)")
-    parser.add_argument("--checkpoint", help="SAM checkpoint (.pth) for clicks and boxes")
+    parser.add_argument(
+        "--checkpoint",
+        help="SAM for clicks and boxes: a .pth file, a URL, or vit_b / vit_l / vit_h (Meta's "
+        "checkpoint, downloaded once into the cache)",
+    )
     parser.add_argument("--model", choices=SAM_MODELS, help="SAM variant (default: inferred)")
     parser.add_argument(
         "--annotations", help="the COCO JSON to read and write (default: IMAGES/annotations.json)"
@@ -90,7 +94,9 @@ def build_app(args: argparse.Namespace) -> Any:
     store = AnnotationStore(path, [(n, h, w) for n, (h, w) in folder.sizes.items()])
     segmenter = None
     if args.checkpoint:
-        check_file(args.checkpoint, "--checkpoint")
+        from masktron.model_zoo.sam_checkpoints import resolve_sam_checkpoint
+
+        check_file(resolve_sam_checkpoint(args.checkpoint)[0], "--checkpoint")
         model = load_sam(args.checkpoint, args.model, args.device)
         auto = {
             "points_per_side": args.points_per_side,

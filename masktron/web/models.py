@@ -65,15 +65,19 @@ def sam_architecture(state_dict: Mapping[str, torch.Tensor], path: str) -> dict[
 
 
 def load_sam(checkpoint: str, model_name: str | None = None, device: str | None = None) -> Sam:
-    """Build SAM for `checkpoint` (a Meta variant by name or by width, else by tensor shapes),
-    load its weights strictly (safe loader, no pickled code) and move it to `device`."""
-    state_dict = read_state_dict(checkpoint)
-    name = model_name or infer_sam_variant(state_dict)
+    """Build SAM for `checkpoint` (a file, a URL, or a model name such as "vit_b" for Meta's
+    file through the download cache): a Meta variant by name or by width, else by tensor
+    shapes; load its weights strictly (safe loader, no pickled code), move it to `device`."""
+    from masktron.model_zoo.sam_checkpoints import resolve_sam_checkpoint
+
+    path, known = resolve_sam_checkpoint(checkpoint)  # "vit_b": Meta's file, downloaded once
+    state_dict = read_state_dict(path)
+    name = model_name or known or infer_sam_variant(state_dict)
     if name is not None:
         model = sam_model_registry[name]()
     else:
         model = build_sam_model(**sam_architecture(state_dict, checkpoint))
-    load_sam_state_dict(model, state_dict, checkpoint)
+    load_sam_state_dict(model, state_dict, path)
     model.eval()
     return model.to(default_device(device))
 
