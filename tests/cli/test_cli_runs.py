@@ -1,6 +1,8 @@
 """From your data to a model you can use (issue 17): one tiny `masktron train` run on a COCO
 file with category id 7, then predict/eval from its folder alone, in a fresh registry."""
 
+import contextlib
+import io
 import json
 import signal
 import sys
@@ -67,9 +69,29 @@ def _forget(*names):
         forget_registered(name)
 
 
+def _with_a_sigterm(build_hooks):
+    """DefaultTrainer.build_hooks plus a hook that sends SIGTERM during iteration 1 of a run
+    that started at 0 (as a scheduler would)."""
+
+    def kill(trainer):
+        if trainer.iter == 1 and trainer.start_iter == 0:
+            signal.raise_signal(signal.SIGTERM)
+
+    def wrapped(self):
+        from masktron.engine import hooks
+
+        return [hooks.CallbackHook(after_step=kill), *build_hooks(self)]
+
+    return wrapped
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, quiet_single_thread):
-    """A 3-iteration run: COCO data with id 7, LOG_PERIOD 1, 64 workers asked, evaluation."""
+    """A 3-iteration run on COCO data with category id 7, LOG_PERIOD 1, 64 workers asked, a
+    CUDA device that is not there and evaluation; SIGTERM arrives in iteration 1 and a second
+    process (a fresh registry) resumes from the run folder's config.yaml."""
+    from masktron.engine.defaults import DefaultTrainer
+
     root = tmp_path_factory.mktemp("runs")
     coco = _coco_from_via(small_balloon_set(root / "data"))
     out = root / "out"
@@ -79,11 +101,32 @@ def run(tmp_path_factory, quiet_single_thread):
             str(coco.parent), "DATASETS.TRAIN", "('bal_tr',)", "DATASETS.TEST", "('bal_tr',)",
             "SOLVER.MAX_ITER", "3", "LOG_PERIOD", "1", "DATALOADER.NUM_WORKERS", "64",
             "--opts", "MODEL.DEVICE", "cuda"]  # fmt: skip
-    with warnings.catch_warnings(record=True) as caught:
+    handler = signal.getsignal(signal.SIGTERM)
+    stderr = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, pytest.MonkeyPatch.context() as mp:
         warnings.simplefilter("always")
-        assert main(argv) == 0
+        mp.setattr(DefaultTrainer, "build_hooks", _with_a_sigterm(DefaultTrainer.build_hooks))
+        with contextlib.redirect_stderr(stderr):
+            code = main(argv)
+        restored = signal.getsignal(signal.SIGTERM) is handler
+        mp.undo()
+        _forget("bal_tr")
+        resumed = main(["train", "--config", str(out / "config.yaml"), "--resume"])
     _forget("bal_tr")
-    return {"out": out, "coco": coco, "images": coco.parent, "warnings": caught}
+    return {"out": out, "coco": coco, "images": coco.parent, "warnings": caught,
+            "codes": (code, resumed), "stderr": stderr.getvalue(),
+            "restored": restored}  # fmt: skip
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues(run):
+    assert run["codes"] == (143, 0)
+    assert "interrupted by SIGTERM" in run["stderr"] and "model_0000001.pth" in run["stderr"]
+    assert "continue with --resume" in run["stderr"]
+    assert run["restored"]  # the signal handlers are given back
+    log = (run["out"] / "log.txt").read_text()
+    assert "SIGTERM received: saving a checkpoint" in log
+    assert "Starting training from iteration 2" in log  # not from the last periodic one
+    assert (run["out"] / "model_final.pth").is_file()
 
 
 def test_run_folder_carries_datasets_and_classes(run):
@@ -156,37 +199,3 @@ def test_eval_of_numbered_results_hints_at_predict_gt(run, tmp_path, capsys):
     assert gt["images"][0]["id"] == 11
     assert main(["eval", "--gt", str(coco), "--results", str(path), "--iou-type", "segm"]) == 1
     assert "masktron predict --gt" in capsys.readouterr().err
-
-
-def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path, quiet_single_thread, capsys,
-                                                         monkeypatch):  # fmt: skip
-    from masktron.engine import hooks
-    from masktron.engine.defaults import DefaultTrainer
-
-    json_file = small_balloon_set(tmp_path / "data", files=("34020010494_e5cb88e1c4_k.jpg",))
-    out = tmp_path / "out"
-    config = tmp_path / "tiny.yaml"
-    config.write_text(tiny_cfg(out).dump())
-    build_hooks = DefaultTrainer.build_hooks
-
-    def with_a_kill(self):
-        def kill(trainer):
-            if trainer.iter == 1 and trainer.start_iter == 0:
-                signal.raise_signal(signal.SIGTERM)
-
-        return [hooks.CallbackHook(after_step=kill), *build_hooks(self)]
-
-    monkeypatch.setattr(DefaultTrainer, "build_hooks", with_a_kill)
-    handler = signal.getsignal(signal.SIGTERM)
-    argv = ["train", "--config", str(config), "--via-dataset", "kill1", str(json_file),
-            str(json_file.parent), "--classes", "kill1", "balloon", "DATASETS.TRAIN",
-            "('kill1',)", "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "1"]  # fmt: skip
-    assert main(argv) == 143
-    err = capsys.readouterr().err
-    assert "interrupted by SIGTERM" in err and "model_0000001.pth" in err
-    assert (out / "last_checkpoint").read_text().strip() == "model_0000001.pth"
-    assert signal.getsignal(signal.SIGTERM) is handler  # handlers restored
-    assert main(["train", "--config", str(out / "config.yaml"), "--resume"]) == 0
-    assert "Starting training from iteration 2" in (out / "log.txt").read_text()
-    assert (out / "model_final.pth").is_file()
-    _forget("kill1")
