@@ -185,7 +185,8 @@ class Api:
         name = request.path_params["name"]
         self.folder.path(name)
         anns = list(self.store.objects.get(name, []))
-        return JSONResponse({"objects": [self.object_json(a) for a in anns]})
+        objects = await run_in_threadpool(lambda: [self.object_json(a) for a in anns])
+        return JSONResponse({"objects": objects})
 
     async def accept(self, request: Request) -> Response:
         """Store SAM's mask for the prompt as an object of a class (re-decoded here, so the
@@ -199,29 +200,35 @@ class Api:
         if replace is not None:
             replace = _int(body, "replace")
         mask, score, _ = await run_in_threadpool(self._sam().decode, image, prompt)
-        added = self.store.add(
-            image, [mask], [category], prompts=[prompt], scores=[score], replace=replace
-        )
-        return JSONResponse(self.object_json(added[0]))
+
+        def store() -> dict[str, Any]:  # the JSON file is rewritten: off the event loop
+            added = self.store.add(
+                image, [mask], [category], prompts=[prompt], scores=[score], replace=replace
+            )
+            return self.object_json(added[0])
+
+        return JSONResponse(await run_in_threadpool(store))
 
     async def change_object(self, request: Request) -> Response:
         object_id = int(request.path_params["id"])
         if request.method == "DELETE":
-            self.store.delete(object_id)
+            await run_in_threadpool(self.store.delete, object_id)
         else:
-            self.store.set_category(object_id, _int(await read_json(request), "category_id"))
+            category = _int(await read_json(request), "category_id")
+            await run_in_threadpool(self.store.set_category, object_id, category)
         return JSONResponse({"ok": True})
 
     async def undo(self, request: Request) -> Response:
         image = self._image(await read_json(request))
-        return JSONResponse({"undone": self.store.undo(image)})
+        return JSONResponse({"undone": await run_in_threadpool(self.store.undo, image)})
 
     async def segment_everything(self, request: Request) -> Response:
         body = await read_json(request)
         image, category = self._image(body), _int(body, "category_id")
         records = await run_in_threadpool(self._sam().segment_everything, image)
         prompts = [{"points": [[*r["point_coords"][0], 1]], "box": None} for r in records]
-        added = self.store.add(
+        added = await run_in_threadpool(
+            self.store.add,
             image,
             [r["segmentation"] for r in records],
             [category] * len(records),
@@ -236,7 +243,8 @@ class Api:
         image = self._image(await read_json(request))
         pixels = await run_in_threadpool(self.folder.pixels, image)
         found = await run_in_threadpool(self.detector, pixels)
-        added = self.store.add(
+        added = await run_in_threadpool(
+            self.store.add,
             image,
             [d["mask"] for d in found],
             [self.store.category_id(d["class_name"]) for d in found],
