@@ -134,9 +134,37 @@ def forget_registered(name: str) -> None:
             catalog.remove(name)
 
 
+# Bytes read at each end of a COCO file to find its "categories" without parsing it whole.
+_END_BYTES = 1 << 20
+
+
+def _categories_near_an_end(json_file: str) -> list | None:
+    """The "categories" list when it sits within `_END_BYTES` of either end of the file
+    (where exporters put it), else None."""
+    size = os.path.getsize(json_file)
+    with open(json_file, "rb") as f:
+        head = f.read(_END_BYTES)
+        f.seek(max(size - _END_BYTES, 0))
+        tail = f.read()
+    for chunk, find in ((tail, str.rfind), (head, str.find)):
+        text = chunk.decode("utf-8", "ignore")
+        k = find(text, '"categories"')
+        start = text.find("[", k) if k >= 0 else -1
+        try:
+            found, _ = json.JSONDecoder().raw_decode(text, start) if start >= 0 else (None, 0)
+        except ValueError:
+            continue
+        if isinstance(found, list) and all(isinstance(c, dict) and "id" in c for c in found):
+            return found
+    return None
+
+
 def _coco_categories(json_file: str) -> tuple[list[str], list[int]]:
-    with open(json_file, encoding="utf-8") as f:
-        categories = json.load(f).get("categories") or []
+    """(names, ids) of a COCO file's categories, sorted by id, reading as little as it can."""
+    categories = _categories_near_an_end(json_file)
+    if categories is None:
+        with open(json_file, encoding="utf-8") as f:
+            categories = json.load(f).get("categories") or []
     categories = sorted(categories, key=lambda c: c["id"])
     return [str(c["name"]) for c in categories], [int(c["id"]) for c in categories]
 

@@ -88,3 +88,21 @@ def test_class_options_must_name_a_dataset_option(via):
                 "--classes", "other", "a,b"])  # fmt: skip
     with pytest.raises(CommandError, match="class attribute is for VIA"):
         _specs(["--png-dataset", "p", str(via), "--class-attribute", "p", "kind"])
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_coco_classes_are_read_from_either_end_of_a_big_file(tmp_path, monkeypatch, first):
+    from masktron.data import run_datasets
+
+    monkeypatch.setattr(run_datasets, "_END_BYTES", 200)  # the images list is bigger than this
+    categories = [{"id": 9, "name": "b"}, {"id": 3, "name": "a"}]
+    images = [{"id": i, "file_name": f"{i:05d}.jpg", "height": 4, "width": 4} for i in range(50)]
+    data = {"categories": categories} if first else {}
+    data |= {"images": images, "annotations": [], "note": '"categories": [1]'}
+    if not first:
+        data["categories"] = categories
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(data))
+    assert run_datasets._coco_categories(str(path)) == (["a", "b"], [3, 9])
+    monkeypatch.setattr(run_datasets, "_END_BYTES", 10)  # not found near an end: read it whole
+    assert run_datasets._coco_categories(str(path)) == (["a", "b"], [3, 9])
