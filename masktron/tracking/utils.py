@@ -39,8 +39,29 @@ def _mask_tensor(masks: Any) -> torch.Tensor:
     return masks.cpu() > 0.5 if masks.is_floating_point() else masks.cpu().bool()
 
 
+def _mask_extents(masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool -> (N, 4) int64 x0, y0, x1, y1 (end exclusive) of each mask; 0s if empty."""
+    rows, cols = masks.any(axis=2), masks.any(axis=1)  # (N, H), (N, W)
+    h, w = masks.shape[1:]
+    extents = np.stack(
+        [
+            cols.argmax(axis=1),
+            rows.argmax(axis=1),
+            w - cols[:, ::-1].argmax(axis=1),
+            h - rows[:, ::-1].argmax(axis=1),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    extents[~rows.any(axis=1)] = 0
+    return extents
+
+
 def pairwise_mask_iou(masks1: Any, masks2: Any) -> torch.Tensor:
     """Intersection over union of every pair of binary masks.
+
+    Intersections are counted only where two masks' extents overlap, on that overlap alone: in
+    a video frame most pairs of objects are apart, so this costs far less than comparing whole
+    frames. (NumPy, not torch: its boolean reductions are about 10x faster on a CPU.)
 
     Args:
         masks1: (N, H, W) bool, 0/1 or probability masks (thresholded at 0.5).
@@ -49,16 +70,22 @@ def pairwise_mask_iou(masks1: Any, masks2: Any) -> torch.Tensor:
     Returns:
         (N, M) float32 IoU; 0 where both masks are empty.
     """
-    a, b = _mask_tensor(masks1), _mask_tensor(masks2)
+    a, b = _mask_tensor(masks1).numpy(), _mask_tensor(masks2).numpy()
     if a.shape[1:] != b.shape[1:]:
-        raise ValueError(
-            f"mask IoU needs one frame size, got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
-    a2 = a.reshape(a.shape[0], -1).float()  # (N, H, W) -> (N, H*W)
-    b2 = b.reshape(b.shape[0], -1).float()  # (M, H, W) -> (M, H*W)
-    inter = a2 @ b2.T  # (N, M)
-    union = a2.sum(1)[:, None] + b2.sum(1)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+        shapes = f"{tuple(a.shape)} and {tuple(b.shape)}"
+        raise ValueError(f"mask IoU needs masks of one frame size, got {shapes}")
+    area_a = np.count_nonzero(a.reshape(len(a), -1), axis=1)  # (N, H, W) -> (N, H*W) -> (N,)
+    area_b = np.count_nonzero(b.reshape(len(b), -1), axis=1)  # (M,)
+    ext_a, ext_b = _mask_extents(a), _mask_extents(b)
+    lt = np.maximum(ext_a[:, None, :2], ext_b[None, :, :2])  # (N, M, 2) overlap's top-left
+    rb = np.minimum(ext_a[:, None, 2:], ext_b[None, :, 2:])  # (N, M, 2) and bottom-right
+    inter = np.zeros((len(a), len(b)), dtype=np.float64)
+    for i, j in zip(*np.nonzero((rb > lt).all(axis=2))):
+        (x0, y0), (x1, y1) = lt[i, j], rb[i, j]
+        inter[i, j] = np.count_nonzero(a[i, y0:y1, x0:x1] & b[j, y0:y1, x0:x1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    return torch.from_numpy(iou.astype(np.float32))
 
 
 def instance_iou(

@@ -180,3 +180,18 @@ def test_detectron2_import_paths():
     cfg = get_cfg()
     cfg.TRACKER_HEADS.TRACKER_NAME = "IOUWeightedHungarianBBoxIOUTracker"
     assert isinstance(from_base(cfg), Weighted)
+
+
+def test_pairwise_mask_iou_equals_a_whole_frame_count():
+    from masktron.tracking import pairwise_mask_iou
+
+    rng = np.random.default_rng(0)
+    a = rng.random((6, 40, 50)) > 0.6
+    a[:, :, 25:] &= rng.random((6, 1, 1)) > 0.5  # some masks only on the left half
+    a[2] = False  # an empty mask
+    b = np.concatenate([a[:3], rng.random((4, 40, 50)) > 0.7])
+    inter = np.einsum("ihw,jhw->ij", a.astype(int), b.astype(int))
+    union = a.sum((1, 2))[:, None] + b.sum((1, 2))[None, :] - inter
+    expected = np.where(union > 0, inter / np.maximum(union, 1), 0)
+    got = pairwise_mask_iou(a, b).numpy()
+    assert np.allclose(got, expected, atol=1e-6) and got[0, 0] == 1.0 and got[2, 2] == 0.0
