@@ -154,6 +154,24 @@ def _check_datasets(cfg: Any, eval_only: bool) -> None:
         raise CommandError("--eval-only needs DATASETS.TEST")
 
 
+def test_with_tta(cfg: Any, model: Any) -> dict[str, Any]:
+    """Evaluate `model` on `DATASETS.TEST` with test-time augmentation (`TEST.AUG.*`), as
+    Detectron2's tools/train_net.py does when `TEST.AUG.ENABLED`: results keyed `<task>_TTA`,
+    COCO results written under `OUTPUT_DIR/inference_TTA`."""
+    from masktron.engine.defaults import DefaultTrainer
+    from masktron.modeling import GeneralizedRCNNWithTTA
+
+    logger.info("Running inference with test-time augmentation ...")
+    tta = GeneralizedRCNNWithTTA(cfg, model)
+    folder = os.path.join(cfg.OUTPUT_DIR, "inference_TTA") if cfg.OUTPUT_DIR else None
+    evaluators = [
+        DefaultTrainer.build_evaluator(cfg, name, output_folder=folder)
+        for name in cfg.DATASETS.TEST
+    ]
+    results = DefaultTrainer.test(cfg, tta, evaluators)
+    return {f"{key}_TTA": value for key, value in results.items()}
+
+
 def main_worker(args: argparse.Namespace) -> Any:
     """What each training process runs (also the single process of a one-process run)."""
     from masktron.checkpoint import DetectionCheckpointer
@@ -179,12 +197,17 @@ def main_worker(args: argparse.Namespace) -> Any:
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         results = DefaultTrainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            results.update(test_with_tta(cfg, model))
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             write_json(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), results, indent=1)
         return results
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    results = trainer.train()
+    if cfg.TEST.AUG.ENABLED and cfg.DATASETS.TEST:
+        results = {**(results or {}), **test_with_tta(cfg, trainer.model)}
+    return results
 
 
 def run(args: argparse.Namespace) -> int:

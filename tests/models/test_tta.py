@@ -2,6 +2,9 @@
 R-CNN: one un-flipped version at the test size reproduces the plain model; with flips and
 several sizes the merged detections are in original pixels with averaged masks."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from rcnn_tiny import tiny_cfg
@@ -89,3 +92,33 @@ def test_keypoint_models_are_refused():
     cfg = tiny_cfg("COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml")
     with pytest.raises(ValueError, match="keypoints"):
         GeneralizedRCNNWithTTA(cfg, build_model(cfg))
+
+
+def test_tta_evaluation_as_train_net_does(tmp_path, shared_dir):
+    """`TEST.AUG.ENABLED`: `masktron train` (tools/train_net.py) also reports `<task>_TTA`."""
+    from masktron.cli.train import test_with_tta
+    from masktron.data import DatasetCatalog, register_via_instances
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+    from engine_helpers import small_balloon_set  # two balloon photos, 64 px short side
+
+    shared_dir  # noqa: B018 (skips the test without the shared data)
+    json_file = small_balloon_set(tmp_path / "data", short_side=64)
+    register_via_instances(
+        "tta_balloons", {"thing_classes": ["balloon"]}, str(json_file), str(json_file.parent)
+    )
+    try:
+        cfg = tiny_cfg(CONFIG, depth=18)
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = 1
+        cfg.DATASETS.TEST = ("tta_balloons",)
+        cfg.OUTPUT_DIR = str(tmp_path / "out")
+        cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = 48, 64
+        cfg.TEST.AUG.ENABLED = True
+        cfg.TEST.AUG.MIN_SIZES = [32, 48]
+        cfg.DATALOADER.NUM_WORKERS = 0
+        torch.manual_seed(0)
+        results = test_with_tta(cfg, build_model(cfg))
+    finally:
+        DatasetCatalog.remove("tta_balloons")
+    assert set(results) == {"bbox_TTA", "segm_TTA"} and "AP" in results["segm_TTA"]
+    assert (tmp_path / "out" / "inference_TTA").is_dir()
