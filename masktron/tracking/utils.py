@@ -41,7 +41,8 @@ def _mask_tensor(masks: Any) -> torch.Tensor:
 
 def _mask_extents(masks: np.ndarray) -> np.ndarray:
     """(N, H, W) bool -> (N, 4) int64 x0, y0, x1, y1 (end exclusive) of each mask; 0s if empty."""
-    rows, cols = masks.any(axis=2), masks.any(axis=1)  # (N, H), (N, W)
+    rows: np.ndarray = np.any(masks, axis=2)  # (N, H)
+    cols: np.ndarray = np.any(masks, axis=1)  # (N, W)
     h, w = masks.shape[1:]
     extents = np.stack(
         [
@@ -52,7 +53,7 @@ def _mask_extents(masks: np.ndarray) -> np.ndarray:
         ],
         axis=1,
     ).astype(np.int64)
-    extents[~rows.any(axis=1)] = 0
+    extents[~np.any(rows, axis=1)] = 0
     return extents
 
 
