@@ -98,12 +98,14 @@ def test_frame_folder_with_bytetrack(bedroom, tmp_path, capsys):
     assert f"{N_FRAMES} frame(s)" in capsys.readouterr().out
 
 
-def test_mp4_with_a_detectron2_tracker_and_a_start_time(bedroom, tmp_path):
+def test_mp4_with_a_detectron2_tracker_a_start_time_and_every(bedroom, tmp_path):
     _, video = bedroom
     out = tmp_path / "out"
-    # 0.1 s at 15 frame/s: frames 0 (0 s) and 1 (0.067 s) are skipped
-    assert _predict(video, out, "--track", "iou", "--start", "0.1") == 0
-    _check_outputs(out, "bedroom", list(range(2, N_FRAMES)))
+    # 0.1 s at 15 frame/s: frames 0 (0 s) and 1 (0.067 s) are skipped; then one in two
+    assert _predict(video, out, "--track", "iou", "--start", "0.1", "--every", "2") == 0
+    coco = _check_outputs(out, "bedroom", list(range(2, N_FRAMES, 2)))
+    assert coco["videos"][0]["fps"] == FPS / 2
+    assert VideoReader(out / "bedroom.mp4").info.fps == FPS / 2
 
 
 def test_truncated_mp4_writes_what_was_decoded_and_exits_1(bedroom, tmp_path, capsys):
