@@ -19,6 +19,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ReadonlyConfigError
 
+from masktron.config.rules import validate
 from masktron.config.schema import Config
 from masktron.config.yaml_eval import load_config_yaml
 
@@ -230,6 +231,9 @@ class CfgNode:
                 self._check_keys(child, value, source)
 
     def freeze(self) -> None:
+        """Make the config read-only; a whole config is first checked against `rules.RULES`."""
+        if self._node._get_parent() is None:
+            validate(self)
         OmegaConf.set_readonly(self._node, True)
 
     def defrost(self) -> None:

@@ -200,6 +200,13 @@ def build_batch_data_loader(
             f"number of processes ({world_size})"
         )
     batch_size = total_batch_size // world_size
+    if batch_size > len(dataset_dicts):
+        # Each batch would repeat images, holding batch_size of them in memory at once.
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH ({total_batch_size}) asks for {batch_size} images per batch "
+            f"per process, but the training set has only {len(dataset_dicts)}; use at most "
+            f"{len(dataset_dicts) * world_size}"
+        )
     group_ids = _group_ids(dataset_dicts) if aspect_ratio_grouping else [0] * len(dataset_dicts)
     batches = GroupedBatchSampler(sampler, group_ids, batch_size)
     if seed is None:

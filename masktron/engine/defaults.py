@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from masktron.checkpoint import DetectionCheckpointer
+from masktron.config.rules import validate as validate_config
 from masktron.engine import comm, hooks
 from masktron.engine.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
 from masktron.engine.interrupt import InterruptCheckpointer
@@ -111,6 +112,7 @@ class DefaultTrainer(TrainerBase):
 
     def __init__(self, cfg: Any):
         super().__init__()
+        validate_config(cfg)
         cfg = auto_scale_workers(cfg.clone(), comm.get_world_size())
         if cfg.SEED < 0:  # one seed for every process and for resuming (kept in checkpoints)
             cfg.SEED = comm.shared_random_seed()

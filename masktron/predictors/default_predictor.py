@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from masktron.config import CfgNode
+from masktron.config.rules import validate as validate_config
 from masktron.data import transforms as T
 from masktron.data.catalog import MetadataCatalog
 from masktron.models.build import build_model
@@ -33,6 +34,7 @@ class DefaultPredictor:
         from masktron.checkpoint import DetectionCheckpointer
 
         self.cfg = cfg.clone()
+        validate_config(self.cfg)
         set_float32_precision(self.cfg.FLOAT32_PRECISION)
         self.model = build_model(self.cfg)
         self.model.eval()
@@ -56,6 +58,8 @@ class DefaultPredictor:
         if self.input_format == "RGB":
             image = image[:, :, ::-1]
         height, width = image.shape[:2]
+        if height == 0 or width == 0:
+            raise ValueError(f"DefaultPredictor got an empty image (shape {image.shape})")
         resized = self.aug.get_transform(image).apply_image(image)
         # (H, W, 3) -> (3, H, W)
         tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))

@@ -1,0 +1,134 @@
+"""The allowed range of each configuration value, checked in one place before a run starts.
+
+The schema (`schema.py`) says each key's type; this table says which values of that type can
+work. `validate(cfg)` runs when a root config is frozen (`cfg.freeze()`, as every command does)
+and when a trainer or predictor is built from one, and reports every violation at once, e.g.
+
+    bad config values:
+      SOLVER.IMS_PER_BATCH = 0: must be an integer >= 1
+      MODEL.DEVICE = 'bogus': must be a torch device such as 'cpu', 'cuda' or 'cuda:1'
+
+Without it such values fail much later, deep inside a model or a loader, or not at all
+(`SCORE_THRESH_TEST 2` silently gives no detections).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["RULES", "Rule", "config_problems", "validate"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One key, a test its value must pass, and the allowed range in words."""
+
+    key: str
+    ok: Callable[[Any], bool]
+    allowed: str
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_at_least(low: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _in_range(low: float, high: float) -> Callable[[Any], bool]:
+    return lambda v: _number(v) and low <= v <= high
+
+
+def _at_least(low: float) -> Callable[[Any], bool]:
+    return lambda v: _number(v) and v >= low
+
+
+def _positive(v: Any) -> bool:
+    return _number(v) and v > 0
+
+
+def _device(value: Any) -> bool:
+    try:
+        torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _sizes(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_int_at_least(1)(v) for v in value)
+
+
+def _thresholds(value: Any) -> bool:
+    return isinstance(value, list) and all(_in_range(0.0, 1.0)(v) for v in value)
+
+
+_UNIT = "a number in [0, 1]"
+
+RULES: tuple[Rule, ...] = (
+    Rule("MODEL.DEVICE", _device, "a torch device such as 'cpu', 'cuda' or 'cuda:1'"),
+    Rule("MODEL.ROI_HEADS.NUM_CLASSES", _int_at_least(1), "an integer >= 1"),
+    Rule("MODEL.RETINANET.NUM_CLASSES", _int_at_least(1), "an integer >= 1"),
+    Rule("MODEL.SEM_SEG_HEAD.NUM_CLASSES", _int_at_least(1), "an integer >= 1"),
+    Rule("MODEL.ROI_HEADS.SCORE_THRESH_TEST", _in_range(0.0, 1.0), _UNIT),
+    Rule("MODEL.RETINANET.SCORE_THRESH_TEST", _in_range(0.0, 1.0), _UNIT),
+    Rule("MODEL.ROI_HEADS.NMS_THRESH_TEST", _in_range(0.0, 1.0), _UNIT),
+    Rule("MODEL.RETINANET.NMS_THRESH_TEST", _in_range(0.0, 1.0), _UNIT),
+    Rule("MODEL.RPN.NMS_THRESH", _in_range(0.0, 1.0), _UNIT),
+    Rule("MODEL.ROI_HEADS.IOU_THRESHOLDS", _thresholds, "a list of numbers in [0, 1]"),
+    Rule("MODEL.RPN.IOU_THRESHOLDS", _thresholds, "a list of numbers in [0, 1]"),
+    Rule("MODEL.ROI_HEADS.POSITIVE_FRACTION", _in_range(0.0, 1.0), _UNIT),
+    Rule("MODEL.RPN.POSITIVE_FRACTION", _in_range(0.0, 1.0), _UNIT),
+    Rule("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", _int_at_least(1), "an integer >= 1"),
+    Rule("MODEL.RPN.BATCH_SIZE_PER_IMAGE", _int_at_least(1), "an integer >= 1"),
+    Rule("INPUT.MIN_SIZE_TRAIN", _sizes, "a non-empty list of integers >= 1"),
+    Rule("INPUT.MAX_SIZE_TRAIN", _int_at_least(1), "an integer >= 1"),
+    Rule("INPUT.MIN_SIZE_TEST", _int_at_least(0), "an integer >= 0 (0: no resizing)"),
+    Rule("INPUT.MAX_SIZE_TEST", _int_at_least(1), "an integer >= 1"),
+    Rule("DATALOADER.NUM_WORKERS", _int_at_least(0), "an integer >= 0"),
+    Rule("SOLVER.IMS_PER_BATCH", _int_at_least(1), "an integer >= 1"),
+    Rule("SOLVER.MAX_ITER", _int_at_least(0), "an integer >= 0"),
+    Rule("SOLVER.BASE_LR", _at_least(0.0), "a finite number >= 0"),
+    Rule("SOLVER.MOMENTUM", _in_range(0.0, 1.0), _UNIT),
+    Rule("SOLVER.WEIGHT_DECAY", _at_least(0.0), "a finite number >= 0"),
+    Rule("SOLVER.GAMMA", _positive, "a finite number > 0"),
+    Rule("SOLVER.WARMUP_FACTOR", _in_range(0.0, 1.0), _UNIT),
+    Rule("SOLVER.WARMUP_ITERS", _int_at_least(0), "an integer >= 0"),
+    Rule("SOLVER.CHECKPOINT_PERIOD", _int_at_least(1), "an integer >= 1"),
+    Rule("TEST.EVAL_PERIOD", _int_at_least(0), "an integer >= 0 (0: only at the end)"),
+    Rule("TEST.DETECTIONS_PER_IMAGE", _int_at_least(1), "an integer >= 1"),
+)
+
+
+def _lookup(cfg: Any, key: str) -> tuple[bool, Any]:
+    node = cfg
+    for part in key.split("."):
+        if part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def config_problems(cfg: Any) -> list[str]:
+    """Every `KEY = value: must be <allowed>` line for the values of `cfg` that break `RULES`."""
+    problems = []
+    for rule in RULES:
+        present, value = _lookup(cfg, rule.key)
+        if present and not rule.ok(value):
+            problems.append(f"{rule.key} = {value!r}: must be {rule.allowed}")
+    return problems
+
+
+def validate(cfg: Any) -> None:
+    """Raise `ConfigError` listing every value of `cfg` outside its allowed range."""
+    from masktron.config.config import ConfigError
+
+    problems = config_problems(cfg)
+    if problems:
+        raise ConfigError("bad config values:\n  " + "\n  ".join(problems))
