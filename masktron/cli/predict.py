@@ -15,6 +15,12 @@ Examples:
   masktron predict val/ --config out/config.yaml --weights out/model_best.pth --gt val.json \
       --out pred/                # then: masktron eval --gt val.json --results pred/results.json
 
+One bad file costs only itself: an image that cannot be read or processed is reported in one
+line (file, reason), listed in `failed.json`, and the others still run; the exit code is 0 when
+every image succeeded, else 1 after a summary. Images over --max-pixels are refused before
+decoding (decompression bombs); drawings are downscaled to --max-draw-size (results stay in
+original pixels). See docs/reliability.md.
+
 A run folder of `masktron train` is self-contained: its config.yaml names the classes (labels,
 dataset category ids) and registers its datasets. Config overrides are trailing KEY VALUE pairs
 or follow --opts; they win over the flags (`--conf 0.7 MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.3`
@@ -32,6 +38,13 @@ from typing import Any
 import numpy as np
 
 from masktron.cli import predict_video
+from masktron.cli.failures import FailureLog
+from masktron.cli.input_limits import (
+    add_limit_arguments,
+    apply_limit_arguments,
+    drawing_scale,
+    unit_interval,
+)
 from masktron.cli.main import CommandError
 from masktron.cli.run_config import (
     add_override_arguments,
@@ -59,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "for a zoo config, else the config's MODEL.WEIGHTS",
     )
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument("--conf", type=float, default=0.5, help="minimum score (default 0.5)")
+    parser.add_argument(
+        "--conf", type=unit_interval, default=0.5, help="minimum score in [0, 1] (default 0.5)"
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: MODEL.DEVICE)")
     parser.add_argument(
         "--gt",
@@ -70,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-labels", action="store_true", help="draw masks and boxes without class labels"
     )
+    add_limit_arguments(parser)
     add_override_arguments(parser, trailing=False)  # trailing pairs: see split_trailing_overrides
     predict_video.add_arguments(parser)  # videos, webcams, frame folders: see predict_video
 
@@ -155,15 +171,23 @@ def predict_images(
     *,
     image_ids: Sequence[Any] | None = None,
     labels: bool = True,
+    failures: FailureLog | None = None,
+    max_draw_size: int = 0,
 ) -> tuple[int, list[str]]:
     """Run `predictor` on each image and write drawings and results into `out_dir`.
+
+    Each image is isolated: one that cannot be read or processed is reported (`failures`) and
+    the others still run.
 
     Args:
         image_ids: the `image_id` of each image in the results (default 1..N).
         labels: draw class names and scores.
+        failures: collects the images that failed (default: a log that writes no file).
+        max_draw_size: downscale drawings so their long side is at most this (0: full size);
+            results stay in original-image pixels.
 
     Returns:
-        (number of images done, messages of the images that failed).
+        (number of images done, one message per image that failed).
     """
     from tqdm import tqdm
 
@@ -171,29 +195,34 @@ def predict_images(
     from masktron.utils.file_io import write_json
 
     os.makedirs(out_dir, exist_ok=True)
+    failures = failures if failures is not None else FailureLog(None, what="image")
     results: list[dict] = []
     panoptic: list[dict] = []
-    failures: list[str] = []
     used: set[str] = set()
-    done = 0
-    for index, path in enumerate(tqdm(paths, desc="predict", unit="img")):
-        image_id = image_ids[index] if image_ids is not None else index + 1
-        try:
-            bgr = read_image(path, format="BGR")
-        except (OSError, ValueError) as e:
-            failures.append(str(e))
-            logger.warning("skipping %s", e)
-            continue
+    done = failures.succeeded
+
+    def one(image_id: Any, path: str) -> None:
+        bgr = read_image(path, format="BGR")
         outputs = predictor(bgr)
         name = _unique_name(path, used)
+        image_results: list[dict] = []  # kept only once the whole image succeeded
+        image_panoptic: list[dict] = []
+        scale = drawing_scale(bgr.shape[0], bgr.shape[1], max_draw_size)
         _write_outputs(
-            outputs, bgr[:, :, ::-1], metadata, out_dir, name, image_id, results, panoptic, labels
-        )
-        done += 1
+            outputs, bgr[:, :, ::-1], metadata, out_dir, name, image_id, image_results,
+            image_panoptic, labels, scale=scale,
+        )  # fmt: skip
+        results.extend(image_results)
+        panoptic.extend(image_panoptic)
+
+    for index, path in enumerate(tqdm(paths, desc="predict", unit="img")):
+        image_id = image_ids[index] if image_ids is not None else index + 1
+        failures.attempt(path, lambda: one(image_id, path))  # noqa: B023 (called at once)
     write_json(os.path.join(out_dir, _results_name(predictor)), results)
     if panoptic:
         write_json(os.path.join(out_dir, "panoptic.json"), {"annotations": panoptic})
-    return done, failures
+    messages = [f"{f['file']}: {f['reason']}" for f in failures.failed]
+    return failures.succeeded - done, messages
 
 
 def _results_name(predictor: Any) -> str:
@@ -219,12 +248,13 @@ def _write_outputs(
     results: list[dict],
     panoptic: list[dict],
     draw_labels: bool = True,
+    scale: float = 1.0,
 ) -> None:
     from masktron.evaluation.coco_evaluation import instances_to_coco_json
     from masktron.visualization.visualizer import Visualizer
 
     stem = os.path.splitext(name)[0]
-    visualizer = Visualizer(rgb, metadata)
+    visualizer = Visualizer(rgb, metadata, scale=scale)
     if "panoptic_seg" in outputs:
         seg, segments = outputs["panoptic_seg"]
         seg = seg.to("cpu")
@@ -304,13 +334,14 @@ def run(args: argparse.Namespace) -> int:
         return predict_video.run(args)
     cfg = setup_cfg(args)
     paths = collect_images(args.inputs)
+    apply_limit_arguments(args)
     image_ids = ground_truth_ids(args.gt, paths) if args.gt else None
     predictor = DefaultPredictor(cfg)
     metadata = config_metadata(cfg)
-    done, failures = predict_images(
-        predictor, metadata, paths, args.out, image_ids=image_ids, labels=not args.no_labels
-    )
+    failures = FailureLog(args.out, what="image")
+    done, _ = predict_images(
+        predictor, metadata, paths, args.out, image_ids=image_ids, labels=not args.no_labels,
+        failures=failures, max_draw_size=args.max_draw_size,
+    )  # fmt: skip
     print(f"wrote {done} image(s) and {_results_name(predictor)} to {args.out}")
-    if failures:
-        raise CommandError(f"{len(failures)} image(s) failed: " + "; ".join(failures))
-    return 0
+    return failures.finish()

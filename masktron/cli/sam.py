@@ -64,7 +64,13 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return x0, y0, x1, y1
 
 
+# argparse takes "-10,-10" for an option (its negative-number pattern has no commas): also treat
+# comma-separated numbers as values, so `--point -10,-10` is a point left of the image.
+_NEGATIVE_VALUES = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.eE+-]*(,[-+]?[\d.eE+-]+)+$")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser._negative_number_matcher = _NEGATIVE_VALUES  # type: ignore[attr-defined]
     parser.add_argument("image", metavar="IMAGE", help="an image file, or a folder of images")
     parser.add_argument(
         "--checkpoint",

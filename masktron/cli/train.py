@@ -31,6 +31,7 @@ import os
 import sys
 from typing import Any
 
+from masktron.cli.data_check import add_check_arguments, check_data_command, check_training_data
 from masktron.cli.main import CommandError
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             flag, nargs=len(metavar), action="append", default=[], metavar=metavar, help=help_text
         )
     add_training_arguments(parser)
+    add_check_arguments(parser)
     parser.add_argument(
         "--verbose", action="store_true", help="also print debug lines (the model's structure)"
     )
@@ -202,6 +204,7 @@ def main_worker(args: argparse.Namespace) -> Any:
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             write_json(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), results, indent=1)
         return results
+    check_training_data(cfg, skip_bad=args.skip_bad)
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()
@@ -230,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
     except DatasetSpecError as e:
         raise CommandError(str(e)) from None
     _check_datasets(cfg, worker_args.eval_only)
+    if worker_args.check_data:
+        return check_data_command(cfg)
     worker_args.dataset_specs = all_specs
     if specs and cfg.OUTPUT_DIR and worker_args.machine_rank == 0:
         from masktron.utils.file_io import write_json

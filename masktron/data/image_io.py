@@ -10,12 +10,17 @@
   the raw array instead.
 - Missing files raise `FileNotFoundError`; files that are not images, or are truncated or
   corrupt, raise `ImageReadError` (an `OSError`), each naming the file.
+- Images of more than `max_image_pixels()` pixels (default 178,956,970, PIL's decompression-bomb
+  limit: a 20000 x 20000 PNG can be a few KB on disk and 1.2 GB decoded) raise
+  `ImageTooLargeError` from the header alone, before decoding; `set_max_image_pixels(n)` (the
+  CLI's `--max-pixels`) raises or removes the limit.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -25,10 +30,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ImageReadError",
+    "ImageTooLargeError",
     "convert_PIL_to_numpy",
     "convert_image_to_rgb",
     "get_image_size",
+    "max_image_pixels",
     "read_image",
+    "set_max_image_pixels",
 ]
 
 # https://en.wikipedia.org/wiki/YUV#SDTV_with_BT.601
@@ -43,6 +51,38 @@ class ImageReadError(OSError):
     """An image file that exists but cannot be decoded (not an image, truncated, corrupt)."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image with more pixels than `max_image_pixels()` (refused before decoding)."""
+
+
+# PIL refuses images above twice its MAX_IMAGE_PIXELS as decompression bombs; so do we by default.
+DEFAULT_MAX_IMAGE_PIXELS = 2 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+_max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+
+
+def max_image_pixels() -> int | None:
+    """The largest image (width x height) that `read_image` decodes; None: no limit."""
+    return _max_pixels
+
+
+def set_max_image_pixels(limit: int | None) -> None:
+    """Raise or lower the pixel limit of `read_image` (None or 0: no limit), process-wide.
+
+    PIL's own decompression-bomb check is moved to match, since it would refuse first.
+    """
+    global _max_pixels
+    _max_pixels = int(limit) if limit else None
+    Image.MAX_IMAGE_PIXELS = None if _max_pixels is None else max(_max_pixels // 2, 1)
+
+
+def _too_large(path: str, width: int, height: int) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        f"{path}: {width} x {height} = {width * height:,} pixels, more than the limit of "
+        f"{_max_pixels:,} (a guard against decompression bombs); if you trust it, raise the limit "
+        "(masktron predict --max-pixels N, or masktron.data.image_io.set_max_image_pixels)"
+    )
+
+
 def _open(file_name: str | os.PathLike) -> Image.Image:
     path = os.fspath(file_name)
     if not os.path.exists(path):
@@ -50,11 +90,27 @@ def _open(file_name: str | os.PathLike) -> Image.Image:
     if os.path.isdir(path):
         raise IsADirectoryError(f"expected an image file, got a directory: {path}")
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check below
+            image = Image.open(path)
+    except Image.DecompressionBombError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as header:  # the header only, to name the size
+                    width, height = header.size
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+        raise _too_large(path, width, height) from None
     except UnidentifiedImageError as e:
         raise ImageReadError(f"{path}: not an image file that PIL can read ({e})") from e
     except OSError as e:
         raise ImageReadError(f"{path}: cannot open image ({e})") from e
+    width, height = image.size
+    if _max_pixels is not None and width * height > _max_pixels:
+        image.close()
+        raise _too_large(path, width, height)
     return image
 
 

@@ -82,14 +82,23 @@ def _check_uncompressed(counts: list, height: int, width: int) -> None:
         raise ValueError(f"RLE counts sum to {runs.sum()}, not height*width {height * width}")
 
 
+def _finite_numbers(values: list) -> bool:
+    return all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values
+    )
+
+
 def check_rle_size(segmentation: Mapping, height: int, width: int) -> None:
     """An RLE's `size` must be its image's; uncompressed `counts` must cover it exactly."""
-    size = list(segmentation["size"])
+    size = segmentation["size"]
+    size = list(size) if isinstance(size, (list, tuple)) else size
     if size != [height, width]:
         raise ValueError(f"RLE size {size} is not the image's [height, width] {[height, width]}")
     counts = segmentation["counts"]
     if isinstance(counts, list):
         _check_uncompressed(counts, height, width)
+    elif isinstance(counts, str) and not counts.isascii():
+        raise ValueError("RLE counts have non-ASCII characters")
     elif not isinstance(counts, (str, bytes)):
         raise ValueError(f"RLE counts must be a string or a list, got {type(counts).__name__}")
 
@@ -110,6 +119,8 @@ def to_compressed_rle(segmentation: Any, height: int, width: int) -> dict[str, A
             raise ValueError("polygons must be lists of x, y pairs with at least 3 points")
         if not polygons:
             raise ValueError("no polygon with 3 points or more")
+        if not all(_finite_numbers(p) for p in polygons):
+            raise ValueError("polygon coordinates must be finite numbers")
         rle = mask_util.merge(mask_util.frPyObjects(polygons, height, width))
     elif isinstance(segmentation, dict) and {"size", "counts"} <= segmentation.keys():
         check_rle_size(segmentation, height, width)

@@ -28,6 +28,7 @@ from masktron.data.datasets.format_utils import (
     read_json,
     require,
 )
+from masktron.evaluation.rle import check_compressed_rles
 from masktron.structures import BoxMode
 
 logger = logging.getLogger(__name__)
@@ -225,6 +226,13 @@ def _read_rle(segm: dict, where: str, record: dict) -> dict:
             )
         rle = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
         return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+    if isinstance(counts, str) and not counts.isascii():
+        raise DatasetFormatError(f"{where}: RLE 'counts' has non-ASCII characters")
+    # Evaluation refuses such RLEs (masktron.evaluation.rle); training must not accept them.
+    if check_compressed_rles([{"counts": counts}], [(h, w)])[0]:
+        raise DatasetFormatError(
+            f"{where}: RLE 'counts' is truncated or corrupt (it must cover {h}x{w} pixels)"
+        )
     return {"size": [h, w], "counts": counts}
 
 

@@ -84,7 +84,8 @@ class ResizeShortestEdge(Augmentation):
             scale = max_size * 1.0 / max(new_h, new_w)
             new_h = new_h * scale
             new_w = new_w * scale
-        return int(new_h + 0.5), int(new_w + 0.5)
+        # A very thin image (2 x 20000) would round its short side to 0: keep at least 1 pixel.
+        return max(int(new_h + 0.5), 1), max(int(new_w + 0.5), 1)
 
 
 class Resize(Augmentation):
