@@ -6,7 +6,7 @@
   pixel, which also finds truncated files) equals the dict's `height`/`width`;
 - each box is 4 finite numbers with a positive width and height that overlaps the image;
 - each polygon has an even number (>= 6) of finite coordinates; each RLE has the image's size
-  and ASCII `counts` that cover exactly height x width pixels (what evaluation requires);
+  and ASCII `counts` whose runs fit its height x width pixels (what evaluation requires);
 - each `category_id` is in `[0, num_classes)`.
 
 Fatal problems (a missing or undecodable image, a size mismatch, a malformed segmentation or
@@ -124,8 +124,10 @@ def _check_segmentation(segm: Any, height: int, width: int) -> str | None:
             return "RLE 'counts' has non-ASCII characters"
         if not isinstance(counts, (str, bytes)):
             return f"RLE 'counts' must be a string or a list, got {type(counts).__name__}"
-        if check_compressed_rles([{"counts": counts}], [(height, width)])[0]:
-            return f"RLE 'counts' is truncated or corrupt (it must cover {height * width} pixels)"
+        if check_compressed_rles([{"size": [height, width], "counts": counts}], [(height, width)])[
+            0
+        ]:
+            return f"RLE 'counts' is corrupt or cut short (runs must fit {height}x{width} pixels)"
         return None
     return f"'segmentation' must be polygons or an RLE dict, got {type(segm).__name__}"
 

@@ -25,6 +25,8 @@ __all__ = [
 def erode(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     """Erode an (h, w) bool mask with a 3x3 cross `iterations` times (outside counts as False)."""
     out = mask.copy()
+    if out.size == 0:  # a mask drawn at a small scale can have no rows or columns
+        return out
     for _ in range(iterations):
         inner = out.copy()
         inner[1:] &= out[:-1]

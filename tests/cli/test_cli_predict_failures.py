@@ -119,6 +119,21 @@ def test_drawing_of_a_huge_image_is_downscaled_results_stay_in_original_pixels(t
     assert result["bbox"] == pytest.approx([4950.0, 0.0, 49.0, 299.0])
 
 
+def test_thin_image_with_a_mask_is_drawn_downscaled(tmp_path):
+    class MaskPredictor(_FakePredictor):
+        def __call__(self, bgr):
+            outputs = super().__call__(bgr)
+            outputs["instances"].pred_masks = torch.ones((1, *bgr.shape[:2]), dtype=torch.bool)
+            return outputs
+
+    photo = tmp_path / "thin.png"
+    Image.new("RGB", (20000, 2), (200, 10, 10)).save(photo)
+    out = tmp_path / "out"
+    done, failed = predict_images(MaskPredictor(), None, [str(photo)], str(out), max_draw_size=4096)
+    assert (done, failed) == (1, [])
+    assert Image.open(out / "thin.png").size == (4096, 1)
+
+
 def test_all_good_writes_an_empty_failed_json_and_exits_0(tmp_path):
     failures = FailureLog(str(tmp_path), what="image")
     assert failures.attempt("x.png", lambda: 3) == 3

@@ -95,9 +95,18 @@ def test_truncated_or_corrupt_image_found_when_decoding(tmp_path):
     assert problem.annotation is None and problem.fatal
 
 
+def _too_long_counts():  # the runs of a 40x30 mask: more pixels than the 20x30 image has
+    return mask_util.encode(np.zeros((40, 30), np.uint8, order="F"))["counts"].decode("ascii")
+
+
 @pytest.mark.parametrize(
     "counts, reason",
-    [("0é1", "non-ASCII characters"), ("05", "truncated or corrupt"), ("e", "truncated")],
+    [
+        ("0é1", "non-ASCII characters"),
+        ("e", "corrupt or cut short"),  # a run whose continuation bit is set at the end
+        ("0 1", "corrupt or cut short"),  # a character outside the format's alphabet
+        (_too_long_counts(), "corrupt or cut short"),
+    ],
 )
 def test_bad_rle_counts_are_refused_at_load_naming_file_and_annotation(tmp_path, counts, reason):
     anno = {
@@ -113,7 +122,7 @@ def test_bad_rle_counts_are_refused_at_load_naming_file_and_annotation(tmp_path,
     assert f"{path}: annotations[0] (id 1) of image 1" in str(err.value)
     assert reason in str(err.value)
     if counts.isascii():  # evaluation refuses the same RLE: training and evaluation agree
-        assert check_compressed_rles([{"counts": counts}], [(20, 30)])[0]
+        assert check_compressed_rles([{"size": [20, 30], "counts": counts}], [(20, 30)])[0]
 
 
 def test_training_stops_before_the_model_is_built_or_skips_bad(tmp_path, caplog):

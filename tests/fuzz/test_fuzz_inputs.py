@@ -120,7 +120,7 @@ def test_rle_and_polygons_for_evaluation(segmentation, h, w):
     )
 )
 def test_compressed_rle_counts(counts):
-    flags = check_compressed_rles([{"counts": counts}], [(20, 30)])
+    flags = check_compressed_rles([{"size": [20, 30], "counts": counts}], [(20, 30)])
     assert flags.shape == (1,)
 
 

@@ -229,9 +229,9 @@ def _read_rle(segm: dict, where: str, record: dict) -> dict:
     if isinstance(counts, str) and not counts.isascii():
         raise DatasetFormatError(f"{where}: RLE 'counts' has non-ASCII characters")
     # Evaluation refuses such RLEs (masktron.evaluation.rle); training must not accept them.
-    if check_compressed_rles([{"counts": counts}], [(h, w)])[0]:
+    if check_compressed_rles([{"size": [h, w], "counts": counts}], [(h, w)])[0]:
         raise DatasetFormatError(
-            f"{where}: RLE 'counts' is truncated or corrupt (it must cover {h}x{w} pixels)"
+            f"{where}: RLE 'counts' is corrupt or cut short (runs must fit {h}x{w} pixels)"
         )
     return {"size": [h, w], "counts": counts}
 
