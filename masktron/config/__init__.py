@@ -1,5 +1,6 @@
 """Configuration: Detectron2's key names and YAML files over a typed schema."""
 
+from masktron.config.compat import downgrade_config, upgrade_config
 from masktron.config.config import (
     CfgNode,
     ConfigError,
@@ -7,5 +8,15 @@ from masktron.config.config import (
     get_cfg,
     load_yaml_with_base,
 )
+from masktron.config.configurable import configurable
 
-__all__ = ["CfgNode", "ConfigError", "UnknownKeyError", "get_cfg", "load_yaml_with_base"]
+__all__ = [
+    "CfgNode",
+    "ConfigError",
+    "UnknownKeyError",
+    "configurable",
+    "downgrade_config",
+    "get_cfg",
+    "load_yaml_with_base",
+    "upgrade_config",
+]

@@ -10,13 +10,14 @@ and `dump`.
 from __future__ import annotations
 
 import ast
+import copy
 import difflib
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException, ReadonlyConfigError
 
 from masktron.config.rules import validate
@@ -30,8 +31,8 @@ class ConfigError(ValueError):
     """A configuration file or override that cannot be applied; the message names the key."""
 
 
-class UnknownKeyError(ConfigError, KeyError):
-    """A key that the schema does not define."""
+class UnknownKeyError(ConfigError, KeyError, AttributeError):
+    """A key that the schema does not define (an AttributeError too, so `hasattr` works)."""
 
     def __str__(self) -> str:  # KeyError would print the message quoted
         return str(self.args[0])
@@ -102,18 +103,46 @@ def load_yaml_with_base(path: str, _seen: tuple[str, ...] = ()) -> dict:
     return _merge_dicts(load_yaml_with_base(base, _seen + (path,)), data)
 
 
+def _allow_new_keys(node: DictConfig) -> None:
+    """Let assignment add keys to a schema node (its declared keys keep their types).
+
+    OmegaConf refuses new keys on a node typed by a dataclass; Detectron2 projects add keys by
+    assignment (`cfg.MODEL.ROI_HEADS.MY_FLAG = True`), so the node's object type is relaxed to a
+    plain dict the first time that happens. Merges still refuse keys the node does not have.
+    """
+    if OmegaConf.get_type(node) not in (dict, None):
+        node._metadata.object_type = dict
+
+
+def _plain(value: Any) -> Any:
+    """A value ready to store: CfgNodes as their containers, tuples as lists."""
+    if isinstance(value, CfgNode):
+        return value.to_dict()
+    return _decode(value) if isinstance(value, (tuple, list)) else value
+
+
 class CfgNode:
     """One node of the configuration tree; attribute access reaches the keys.
 
     Lists come back as plain Python lists; sub-nodes come back as `CfgNode`s sharing the storage,
     so `cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.5` changes `cfg`.
+
+    As in Detectron2, assigning a key the node lacks adds it (`cfg.MY_KEY = 1`,
+    `cfg.MODEL.MY_HEAD = CfgNode({"DIM": 8})`), while merging a file or a list of overrides
+    refuses keys the config does not have. `CfgNode()` is an empty node and `CfgNode({...})`
+    a node holding a dict's keys; `get_cfg()` gives every default.
+
+    Args:
+        init_dict: None (empty node), a mapping of keys to values, or an OmegaConf node to wrap.
     """
 
     __slots__ = ("_node",)
 
-    def __init__(self, node: DictConfig | None = None):
-        if node is None:
-            node = OmegaConf.structured(Config)
+    def __init__(self, init_dict: Mapping | DictConfig | None = None):
+        if isinstance(init_dict, DictConfig):
+            node = init_dict
+        else:
+            node = OmegaConf.create(_plain(dict(init_dict or {})))
             OmegaConf.set_struct(node, True)
         object.__setattr__(self, "_node", node)
 
@@ -147,9 +176,10 @@ class CfgNode:
 
     def __setattr__(self, key: str, value: Any) -> None:
         if key not in self._node:
-            raise self._unknown(key)
+            self._add_key(key, value)
+            return
         try:
-            value = _decode(value) if isinstance(value, (tuple, list)) else value
+            value = _plain(value)
             # update() converts to the declared type (cfg.SOLVER.BASE_LR = 1 -> 1.0), as yacs did
             OmegaConf.update(self._node, key, value, merge=False)
         except ReadonlyConfigError:
@@ -162,6 +192,38 @@ class CfgNode:
             ) from None
 
     __setitem__ = __setattr__
+
+    def _add_key(self, key: str, value: Any) -> None:
+        if self.is_frozen():
+            raise ConfigError(
+                f"cannot add {self._path(key)}: the config is frozen (defrost() first)"
+            )
+        _allow_new_keys(self._node)
+        with open_dict(self._node):
+            self._node[key] = _plain(value)
+
+    def __delattr__(self, key: str) -> None:
+        if key not in self._node:
+            raise self._unknown(key)
+        if self.is_frozen():
+            raise ConfigError(f"cannot delete {self._path(key)}: the config is frozen")
+        _allow_new_keys(self._node)
+        with open_dict(self._node):
+            del self._node[key]
+
+    __delitem__ = __delattr__
+
+    def __len__(self) -> int:
+        return len(self._node)
+
+    def keys(self) -> list[str]:
+        return [str(k) for k in self._node.keys()]
+
+    def values(self) -> list[Any]:
+        return [self[k] for k in self.keys()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, self[k]) for k in self.keys()]
 
     def __contains__(self, key: str) -> bool:
         return key in self._node
@@ -184,8 +246,18 @@ class CfgNode:
 
     # ---- Detectron2's methods -------------------------------------------------------------
     def merge_from_file(self, path: str) -> None:
-        """Merge a YAML file (and its `_BASE_` chain) into this config."""
-        self._merge(load_yaml_with_base(str(path)), source=str(path))
+        """Merge a YAML file (and its `_BASE_` chain) into this config.
+
+        A file of an older config version (its `VERSION`, or guessed from its keys) has its keys
+        renamed to the current ones first, as Detectron2 does.
+        """
+        from masktron.config.compat import upgrade_dict
+
+        try:
+            data = upgrade_dict(load_yaml_with_base(str(path)), str(path))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self._merge(data, source=str(path))
 
     def merge_from_other_cfg(self, other: CfgNode) -> None:
         self._merge(other.to_dict(), source="other config")
@@ -216,8 +288,7 @@ class CfgNode:
             key = getattr(e, "full_key", "") or "?"
             raise ConfigError(f"{source}: bad value for {key}: {_first_line(e)}") from None
         # Copy the merged values into our storage so existing references to sub-nodes stay live.
-        for key in merged.keys():
-            self._node[key] = merged[key]
+        _update_in_place(self._node, merged)
 
     def _check_keys(self, node: DictConfig, data: Mapping, source: str) -> None:
         for key, value in data.items():
@@ -243,18 +314,29 @@ class CfgNode:
         return bool(OmegaConf.is_readonly(self._node))
 
     def clone(self) -> CfgNode:
-        node = OmegaConf.structured(Config) if self._node._get_parent() is None else None
-        copy = cast(
-            DictConfig,
-            OmegaConf.merge(node, self._node) if node is not None else self._node.copy(),
-        )
-        OmegaConf.set_struct(copy, True)
-        OmegaConf.set_readonly(copy, False)
-        return CfgNode(copy)
+        duplicate = copy.deepcopy(self._node)
+        if duplicate._get_parent() is not None:  # a sub-node: detach it from the tree
+            duplicate = cast(DictConfig, OmegaConf.merge(duplicate))
+        OmegaConf.set_struct(duplicate, True)
+        OmegaConf.set_readonly(duplicate, False)
+        return CfgNode(duplicate)
 
     def dump(self, **kwargs: Any) -> str:
         """The config as YAML text that `merge_from_file` reads back."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False, **kwargs)
+
+
+def _update_in_place(target: DictConfig, source: DictConfig) -> None:
+    """Copy `source`'s values into `target`, descending into sub-nodes instead of replacing them
+    (a replaced node would lose the keys users added by assignment and the schema's types)."""
+    for key in source.keys():
+        child = target._get_node(key) if key in target else None
+        value = source._get_node(key)
+        if isinstance(child, DictConfig) and isinstance(value, DictConfig):
+            _update_in_place(child, value)
+        else:
+            with open_dict(target):
+                target[key] = source[key]
 
 
 def _first_line(error: Exception) -> str:
@@ -263,4 +345,6 @@ def _first_line(error: Exception) -> str:
 
 def get_cfg() -> CfgNode:
     """A fresh config holding every default (Detectron2's `get_cfg`)."""
-    return CfgNode()
+    node = OmegaConf.structured(Config)
+    OmegaConf.set_struct(node, True)
+    return CfgNode(node)

@@ -89,8 +89,9 @@ class ProposalGeneratorConfig:
 @dataclass
 class AnchorGeneratorConfig:
     NAME: str = "DefaultAnchorGenerator"
-    SIZES: list[list[float]] = _list([32.0, 64.0, 128.0, 256.0, 512.0])
-    ASPECT_RATIOS: list[list[float]] = _list([0.5, 1.0, 2.0])
+    # One list per feature level, or one list (or a flat list of numbers) for every level.
+    SIZES: list[Any] = _list([32.0, 64.0, 128.0, 256.0, 512.0])
+    ASPECT_RATIOS: list[Any] = _list([0.5, 1.0, 2.0])
     ANGLES: list[list[float]] = _list([-90.0, 0.0, 90.0])
     OFFSET: float = 0.0
 
