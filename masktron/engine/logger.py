@@ -36,6 +36,10 @@ def setup_logger(
     *,
     name: str = "masktron",
     level: int = logging.INFO,
+    color: bool = True,
+    abbrev_name: str | None = None,
+    enable_propagation: bool = False,
+    configure_stdout: bool = True,
 ) -> logging.Logger:
     """Log `name` (and its children) to the console on rank 0 and to a file.
 
@@ -45,19 +49,22 @@ def setup_logger(
         distributed_rank: this process's rank.
         name: the logger to configure.
         level: the logger's level.
+        color, abbrev_name: accepted for Detectron2's signature (plain, full names here).
+        enable_propagation: let records reach the root logger's handlers too.
+        configure_stdout: add the console handler (rank 0).
 
     Returns:
         The logger.
     """
     logger = logging.getLogger(name)
     logger.setLevel(level)
-    logger.propagate = False
+    logger.propagate = enable_propagation
     for handler in _ADDED.pop(name, []):
         logger.removeHandler(handler)
         handler.close()
     added: list[logging.Handler] = []
     formatter = logging.Formatter(_FORMAT, datefmt=_DATEFMT)
-    if distributed_rank == 0:
+    if distributed_rank == 0 and configure_stdout:
         console = _TqdmHandler(sys.stderr)
         console.setLevel(level)
         console.setFormatter(formatter)

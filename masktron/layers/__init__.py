@@ -6,8 +6,30 @@ from masktron.layers.mask_ops import paste_masks_in_image
 from masktron.layers.nms import batched_nms, nms
 from masktron.layers.roi_align import ROIAlign, roi_align, roi_align_reference
 from masktron.layers.shape_spec import ShapeSpec
+from masktron.layers.tensor_ops import (
+    BatchNorm2d,
+    ConvTranspose2d,
+    Linear,
+    cat,
+    cross_entropy,
+    empty_input_loss_func_wrapper,
+    interpolate,
+    move_device_like,
+    nonzero_tuple,
+    shapes_to_tensor,
+)
 
 __all__ = [
+    "BatchNorm2d",
+    "ConvTranspose2d",
+    "Linear",
+    "cat",
+    "cross_entropy",
+    "empty_input_loss_func_wrapper",
+    "interpolate",
+    "move_device_like",
+    "nonzero_tuple",
+    "shapes_to_tensor",
     "Conv2d",
     "FrozenBatchNorm2d",
     "LayerNorm2d",

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from masktron.config.configurable import configurable
 from masktron.structures import Boxes
 
 
-def _broadcast_per_level(params: Sequence[Sequence[float]], num_levels: int, name: str) -> list:
-    """One list of values per level: a single list applies to every level."""
+def _broadcast_per_level(params: Sequence[Any], num_levels: int, name: str) -> list:
+    """One list of values per level: a flat list of numbers (`[32, 64]`), or a list holding
+    one list, applies to every level; otherwise there must be one list per level."""
+    if len(params) > 0 and not isinstance(params[0], Sequence):
+        return [list(params)] * num_levels
     if len(params) == 1:
         return [list(params[0])] * num_levels
     if len(params) != num_levels:
@@ -54,20 +59,27 @@ class _BufferList(nn.Module):
 class DefaultAnchorGenerator(nn.Module):
     """Anchors for each level of a feature pyramid (or a single map).
 
+    Also built as Detectron2's `DefaultAnchorGenerator(cfg, input_shapes)` (`@configurable`).
+
     Args:
-        sizes: per level, the anchor sizes in input pixels (sqrt of area).
-        aspect_ratios: per level, the ratios height / width.
+        sizes: per level, the anchor sizes in input pixels (sqrt of area); a flat list of
+            numbers, or a list holding one list, is used at every level.
+        aspect_ratios: per level, the ratios height / width (broadcast the same way).
         strides: input pixels per cell at each level.
-        offset: anchor centres at `(i + offset) * stride`; Detectron2's configs use 0.0.
+        offset: anchor centres at `(i + offset) * stride`; 0.5 (cell centres) is Detectron2's
+            default here, while its configs (`MODEL.ANCHOR_GENERATOR.OFFSET`) use 0.0.
     """
 
+    box_dim = 4
+
+    @configurable
     def __init__(
         self,
         *,
-        sizes: Sequence[Sequence[float]],
-        aspect_ratios: Sequence[Sequence[float]],
+        sizes: Sequence[Any],
+        aspect_ratios: Sequence[Any],
         strides: Sequence[int],
-        offset: float = 0.0,
+        offset: float = 0.5,
     ):
         super().__init__()
         if not 0.0 <= offset < 1.0:
@@ -80,6 +92,13 @@ class DefaultAnchorGenerator(nn.Module):
             [generate_cell_anchors(s, r).float() for s, r in zip(sizes, ratios)]
         )
         self.offset = offset
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: Any) -> dict[str, Any]:
+        """Keyword arguments from `MODEL.ANCHOR_GENERATOR` and the feature maps' ShapeSpecs."""
+        from masktron.models.build import anchor_generator_kwargs
+
+        return anchor_generator_kwargs(cfg, input_shape)
 
     @property
     def num_cell_anchors(self) -> list[int]:

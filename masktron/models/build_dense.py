@@ -8,12 +8,16 @@ here; they reuse its backbone, anchor, RPN and RoI-head builders.
 from __future__ import annotations
 
 import logging
+from typing import cast
+
+from torch import nn
 
 from masktron.config import CfgNode
 from masktron.layers import ShapeSpec
 from masktron.models.box_coder import Box2BoxTransform
 from masktron.models.matcher import Matcher
 from masktron.models.panoptic_fpn import PanopticFPN
+from masktron.models.registry import SEM_SEG_HEADS_REGISTRY
 from masktron.models.retinanet import RetinaNet, RetinaNetHead
 from masktron.models.sem_seg_head import SemSegFPNHead
 
@@ -80,11 +84,18 @@ def build_retinanet(cfg: CfgNode) -> RetinaNet:
     )
 
 
-def build_sem_seg_head(cfg: CfgNode, shapes: dict[str, ShapeSpec]) -> SemSegFPNHead:
+def build_sem_seg_head(cfg: CfgNode, shapes: dict[str, ShapeSpec]) -> nn.Module:
     """The semantic FPN head of `MODEL.SEM_SEG_HEAD`."""
     s = cfg.MODEL.SEM_SEG_HEAD
-    if s.NAME != "SemSegFPNHead":
-        raise ValueError(f"MODEL.SEM_SEG_HEAD.NAME {s.NAME!r} is not supported (SemSegFPNHead)")
+    if s.NAME != "SemSegFPNHead":  # a user head registered as Detectron2 does
+        return _core()._plugin(
+            SEM_SEG_HEADS_REGISTRY,
+            s.NAME,
+            "MODEL.SEM_SEG_HEAD.NAME",
+            cfg,
+            shapes,
+            builtins=["SemSegFPNHead"],
+        )
     return SemSegFPNHead(
         input_shape=_pick(shapes, s.IN_FEATURES, "MODEL.SEM_SEG_HEAD.IN_FEATURES"),
         num_classes=s.NUM_CLASSES,
@@ -117,7 +128,7 @@ def build_panoptic_fpn(cfg: CfgNode) -> PanopticFPN:
         backbone=backbone,
         proposal_generator=core.build_rpn(cfg, shapes),
         roi_heads=core.build_roi_heads(cfg, shapes),
-        sem_seg_head=build_sem_seg_head(cfg, shapes),
+        sem_seg_head=cast(SemSegFPNHead, build_sem_seg_head(cfg, shapes)),
         combine_overlap_thresh=p.COMBINE.OVERLAP_THRESH,
         combine_stuff_area_thresh=p.COMBINE.STUFF_AREA_LIMIT,
         combine_instances_score_thresh=p.COMBINE.INSTANCES_CONFIDENCE_THRESH,

@@ -80,10 +80,13 @@ class ROIPooler(nn.Module):
         """Args: features, per level (N, C, H_l, W_l); boxes, per image, in input pixels.
 
         Returns:
-            (R, C, S, S) pooled features, boxes in image order.
+            (R, C, S, S) pooled features, boxes in image order; (0, C, S, S) for no images.
         """
         if len(features) != len(self.level_poolers):
             raise ValueError(f"{len(features)} feature maps for {len(self.level_poolers)} scales")
+        if len(boxes) == 0:  # e.g. a batch of zero images (Detectron2 returns an empty tensor)
+            size = self.output_size
+            return features[0].new_zeros(0, features[0].shape[1], size, size)
         rois = boxes_to_rois(boxes)
         if len(self.level_poolers) == 1:
             return self.level_poolers[0](features[0], rois)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from masktron.backbones.backbone import Backbone
+from masktron.config.configurable import configurable
 from masktron.models.postprocessing import detector_postprocess
 from masktron.structures import ImageList, Instances
 
@@ -91,8 +92,13 @@ class GeneralizedRCNN(DetectorInput):
         roi_heads: e.g. `StandardROIHeads`.
         pixel_mean, pixel_std: per-channel normalisation, in `input_format` order.
         input_format: "BGR" or "RGB": the channel order the weights expect.
+        vis_period: accepted for Detectron2's signature; masktron visualises through hooks.
+
+    Also built as Detectron2's `GeneralizedRCNN(cfg)` (`@configurable`), which is how a
+    subclass registered in `META_ARCH_REGISTRY` is built.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -102,12 +108,21 @@ class GeneralizedRCNN(DetectorInput):
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
         input_format: str = "BGR",
+        vis_period: int = 0,
     ):
         super().__init__(
             backbone=backbone, pixel_mean=pixel_mean, pixel_std=pixel_std, input_format=input_format
         )
         self.proposal_generator = proposal_generator
         self.roi_heads = roi_heads
+        self.vis_period = vis_period
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> dict[str, Any]:
+        """Detectron2's `GeneralizedRCNN(cfg)`: every part built from the config."""
+        from masktron.models.build import rcnn_kwargs
+
+        return rcnn_kwargs(cfg)
 
     def forward(self, batched_inputs: list[dict[str, Any]]):
         if not self.training:

@@ -24,7 +24,7 @@ from masktron.models.anchors import DefaultAnchorGenerator
 from masktron.models.box_coder import Box2BoxTransform
 from masktron.models.matcher import Matcher
 from masktron.models.rcnn import DetectorInput, GeneralizedRCNN
-from masktron.structures import Boxes, Instances, pairwise_iou
+from masktron.structures import Boxes, ImageList, Instances, pairwise_iou
 
 
 class RetinaNetHead(nn.Module):
@@ -338,8 +338,35 @@ class RetinaNet(DetectorInput):
         """Detections per image: `Instances` on the network input when not `do_postprocess`,
         else `{"instances": Instances}` rescaled to each input's `height` x `width`."""
         images = self.preprocess_image(batched_inputs)
-        anchors, logits, deltas = self._predict(images.tensor)
-        results = [
+        features = self.backbone(images.tensor)
+        maps = [features[f] for f in self.head_in_features]
+        results = self.forward_inference(images, maps, list(self.head(maps)))
+        if not do_postprocess:
+            return results
+        return GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)
+
+    def forward_inference(
+        self,
+        images: ImageList,
+        features: list[torch.Tensor],
+        predictions: list[list[torch.Tensor]],
+    ) -> list[Instances]:
+        """Detections on the network input from the head's raw outputs (Detectron2's method).
+
+        Args:
+            images: the preprocessed batch (its `image_sizes` clip the boxes).
+            features: the head's input maps, per level (N, C, H_l, W_l); they give the anchors.
+            predictions: `[logits, deltas]` as the head returns them, per level
+                (N, A*K, H_l, W_l) and (N, A*4, H_l, W_l).
+
+        Returns:
+            Per image, `Instances` with `pred_boxes`, `scores`, `pred_classes`.
+        """
+        anchors = self.anchor_generator(features)
+        raw_logits, raw_deltas = predictions
+        logits = [permute_to_n_hwa_k(x, self.num_classes) for x in raw_logits]
+        deltas = [permute_to_n_hwa_k(x, 4) for x in raw_deltas]
+        return [
             retinanet_inference_single_image(
                 anchors,
                 [x[n].sigmoid() for x in logits],
@@ -353,6 +380,3 @@ class RetinaNet(DetectorInput):
             )
             for n, image_size in enumerate(images.image_sizes)
         ]
-        if not do_postprocess:
-            return results
-        return GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)

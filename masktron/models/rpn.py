@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from masktron.layers import Conv2d, batched_nms
+from masktron.config.configurable import configurable
+from masktron.layers import Conv2d, ShapeSpec, batched_nms
 from masktron.layers.losses import giou_loss, smooth_l1_loss
 from masktron.models.anchors import DefaultAnchorGenerator
 from masktron.models.box_coder import Box2BoxTransform
@@ -26,6 +28,7 @@ class StandardRPNHead(nn.Module):
         conv_dims: widths of the hidden convs; [-1] means one conv of `in_channels`.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -52,6 +55,13 @@ class StandardRPNHead(nn.Module):
                 nn.init.normal_(layer.weight, std=0.01)
                 assert layer.bias is not None  # every conv here is built with a bias
                 nn.init.constant_(layer.bias, 0)
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: list[ShapeSpec]) -> dict[str, Any]:
+        """Detectron2's `StandardRPNHead(cfg, input_shape)`: arguments read from the config."""
+        from masktron.models.build import rpn_head_kwargs
+
+        return rpn_head_kwargs(cfg, input_shape)
 
     def forward(
         self, features: list[torch.Tensor]
@@ -130,9 +140,10 @@ class RPN(nn.Module):
         nms_thresh: IoU threshold of the per-level NMS.
         min_box_size: proposals with a side <= this are dropped.
         box_reg_loss_type: "smooth_l1" or "giou"; smooth_l1_beta: its beta.
-        loss_weight: {"loss_rpn_cls": w, "loss_rpn_loc": w}.
+        loss_weight: one weight for both losses, or {"loss_rpn_cls": w, "loss_rpn_loc": w}.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -149,7 +160,7 @@ class RPN(nn.Module):
         min_box_size: float = 0.0,
         box_reg_loss_type: str = "smooth_l1",
         smooth_l1_beta: float = 0.0,
-        loss_weight: dict[str, float] | None = None,
+        loss_weight: float | dict[str, float] | None = None,
     ):
         super().__init__()
         self.in_features = list(in_features)
@@ -167,7 +178,17 @@ class RPN(nn.Module):
             raise ValueError(f"RPN box loss must be smooth_l1 or giou, got {box_reg_loss_type!r}")
         self.box_reg_loss_type = box_reg_loss_type
         self.smooth_l1_beta = smooth_l1_beta
-        self.loss_weight = loss_weight or {"loss_rpn_cls": 1.0, "loss_rpn_loc": 1.0}
+        if loss_weight is None or isinstance(loss_weight, (int, float)):
+            weight = 1.0 if loss_weight is None else float(loss_weight)
+            loss_weight = {"loss_rpn_cls": weight, "loss_rpn_loc": weight}
+        self.loss_weight = loss_weight
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
+        """Detectron2's `RPN(cfg, input_shape)`: arguments read from the config."""
+        from masktron.models.build import rpn_kwargs
+
+        return rpn_kwargs(cfg, input_shape)
 
     def forward(
         self,

@@ -6,7 +6,10 @@ import logging
 
 import torch
 
-__all__ = ["FLOAT32_PRECISIONS", "set_float32_precision"]
+__all__ = ["FLOAT32_PRECISIONS", "TORCH_VERSION", "set_float32_precision"]
+
+# (major, minor) of the installed PyTorch, as Detectron2's `detectron2.utils.env` gives it.
+TORCH_VERSION = tuple(int(x) for x in torch.__version__.split(".")[:2])
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,9 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["atomic_open", "json_safe", "write_json"]
+from masktron.utils.path_manager import PathHandler, PathManager
+
+__all__ = ["PathHandler", "PathManager", "atomic_open", "json_safe", "write_json"]
 
 
 def _default_mode() -> int:

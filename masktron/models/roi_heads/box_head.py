@@ -3,10 +3,13 @@ inference (score threshold, per-class NMS, top-k) and its losses (Fast R-CNN, Gi
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from masktron.config.configurable import configurable
 from masktron.layers import (
     ShapeSpec,
     batched_nms,
@@ -28,10 +31,11 @@ class FastRCNNConvFCHead(nn.Module):
         conv_norm: norm name for the convs ("" = none).
     """
 
+    @configurable
     def __init__(
         self,
-        *,
         input_shape: ShapeSpec,
+        *,
         conv_dims: list[int],
         fc_dims: list[int],
         conv_norm: str = "",
@@ -55,6 +59,13 @@ class FastRCNNConvFCHead(nn.Module):
             self.fcs.append(fc)
             size = dim
         self._output_size = size if fc_dims else channels * (h or 1) * (w or 1)
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: ShapeSpec) -> dict[str, Any]:
+        """Detectron2's `FastRCNNConvFCHead(cfg, input_shape)`: arguments read from the config."""
+        from masktron.models.build import box_head_kwargs
+
+        return box_head_kwargs(cfg, input_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.conv_norm_relus:
@@ -128,19 +139,26 @@ def _inference_single_image(
 class FastRCNNOutputLayers(nn.Module):
     """`cls_score` (K+1 logits, background last) and `bbox_pred` (K*4 or 4 deltas) linear layers.
 
+    Also built as Detectron2's `FastRCNNOutputLayers(cfg, input_shape)` (`@configurable`).
+
     Args:
-        input_size: features per box (1024 for the FPN head, 2048 for C4's res5 means).
+        input_shape: the box features' ShapeSpec (features per box = channels * height * width)
+            or that number; Detectron2's first argument.
+        input_size: features per box (1024 for the FPN head, 2048 for C4's res5 means); another
+            way to give `input_shape`.
         num_classes: K foreground classes.
         box2box_transform: decodes deltas (weights 10, 10, 5, 5).
         cls_agnostic_bbox_reg: one box regression for all classes.
         test_score_thresh, test_nms_thresh, test_topk_per_image: inference settings.
-        smooth_l1_beta, box_reg_loss_type, loss_weight: training settings.
+        smooth_l1_beta, box_reg_loss_type: training settings.
+        loss_weight: a weight for every loss, or {"loss_cls": w, "loss_box_reg": w}.
     """
 
+    @configurable
     def __init__(
         self,
+        input_shape: ShapeSpec | int | None = None,
         *,
-        input_size: int,
         num_classes: int,
         box2box_transform: Box2BoxTransform,
         cls_agnostic_bbox_reg: bool = False,
@@ -149,9 +167,18 @@ class FastRCNNOutputLayers(nn.Module):
         test_topk_per_image: int = 100,
         smooth_l1_beta: float = 0.0,
         box_reg_loss_type: str = "smooth_l1",
-        loss_weight: dict[str, float] | None = None,
+        loss_weight: float | dict[str, float] | None = None,
+        input_size: int | None = None,
     ):
         super().__init__()
+        if isinstance(input_shape, ShapeSpec):
+            dims = (input_shape.channels, input_shape.height, input_shape.width)
+            input_shape = (dims[0] or 1) * (dims[1] or 1) * (dims[2] or 1)
+        if (input_shape is None) == (input_size is None):
+            raise ValueError("FastRCNNOutputLayers needs one of input_shape and input_size")
+        input_size = int(input_shape if input_size is None else input_size)  # type: ignore[arg-type]
+        if isinstance(loss_weight, (int, float)):
+            loss_weight = {"loss_cls": float(loss_weight), "loss_box_reg": float(loss_weight)}
         self.num_classes = num_classes
         self.cls_score = nn.Linear(input_size, num_classes + 1)
         num_reg = 1 if cls_agnostic_bbox_reg else num_classes
@@ -169,6 +196,13 @@ class FastRCNNOutputLayers(nn.Module):
             raise ValueError(f"box loss must be smooth_l1 or giou, got {box_reg_loss_type!r}")
         self.box_reg_loss_type = box_reg_loss_type
         self.loss_weight = loss_weight or {}
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: ShapeSpec) -> dict[str, Any]:
+        """Detectron2's `FastRCNNOutputLayers(cfg, input_shape)`: arguments read from the config."""
+        from masktron.models.build import box_predictor_kwargs
+
+        return box_predictor_kwargs(cfg, input_shape)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(R, D) or (R, C, 1, 1) features -> scores (R, K+1), deltas (R, K*4)."""

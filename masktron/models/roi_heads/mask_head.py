@@ -3,10 +3,13 @@ predicting an M x M mask per class, with its inference and loss."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from masktron.config.configurable import configurable
 from masktron.layers import ShapeSpec, c2_msra_fill, conv3x3_norm_relu
 from masktron.structures import Instances
 
@@ -47,7 +50,42 @@ def mask_rcnn_loss(mask_logits: torch.Tensor, instances: list[Instances]) -> tor
     return F.binary_cross_entropy_with_logits(logits, target, reduction="mean")
 
 
-class MaskRCNNConvUpsampleHead(nn.Module):
+class BaseMaskRCNNHead(nn.Module):
+    """A mask head: subclasses define `layers(x)` -> (R, K, M, M) logits; `forward` turns them
+    into `{"loss_mask": ...}` in training and `pred_masks` at inference (Detectron2's base for
+    user mask heads registered in `ROI_MASK_HEAD_REGISTRY`).
+
+    Args:
+        loss_weight: scales `loss_mask`.
+        vis_period: accepted for Detectron2's signature; masktron visualises through hooks.
+    """
+
+    @configurable
+    def __init__(self, *, loss_weight: float = 1.0, vis_period: int = 0):
+        super().__init__()
+        self.loss_weight = loss_weight
+        self.vis_period = vis_period
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: ShapeSpec) -> dict[str, Any]:
+        return {"vis_period": cfg.VIS_PERIOD} if "VIS_PERIOD" in cfg else {}
+
+    def layers(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define layers(x)")
+
+    def forward(
+        self, x: torch.Tensor, instances: list[Instances]
+    ) -> dict[str, torch.Tensor] | list[Instances]:
+        """Training: `{"loss_mask": ...}` for foreground proposals. Inference: sets
+        `pred_masks` on the detections and returns them."""
+        logits = self.layers(x)
+        if self.training:
+            return {"loss_mask": mask_rcnn_loss(logits, instances) * self.loss_weight}
+        mask_rcnn_inference(logits, instances)
+        return instances
+
+
+class MaskRCNNConvUpsampleHead(BaseMaskRCNNHead):
     """`mask_fcn1..K` (3x3, ReLU), `deconv` (2x2 stride-2 transposed conv, ReLU), `predictor`
     (1x1 conv, one channel per class): (R, C, S, S) -> (R, K, 2S, 2S) logits.
 
@@ -59,19 +97,20 @@ class MaskRCNNConvUpsampleHead(nn.Module):
         loss_weight: scales `loss_mask`.
     """
 
+    @configurable
     def __init__(
         self,
-        *,
         input_shape: ShapeSpec,
+        *,
         num_classes: int,
         conv_dims: list[int],
         conv_norm: str = "",
         loss_weight: float = 1.0,
+        vis_period: int = 0,
     ):
-        super().__init__()
+        super().__init__(loss_weight=loss_weight, vis_period=vis_period)
         if len(conv_dims) < 1:
             raise ValueError("conv_dims needs at least the deconv's channels")
-        self.loss_weight = loss_weight
         channels = input_shape.channels
         if channels is None:
             raise ValueError("MaskRCNNConvUpsampleHead needs input_shape.channels")
@@ -88,19 +127,15 @@ class MaskRCNNConvUpsampleHead(nn.Module):
         assert self.predictor.bias is not None  # nn.Conv2d's default bias=True
         nn.init.constant_(self.predictor.bias, 0)
 
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: ShapeSpec) -> dict[str, Any]:
+        """Detectron2's `MaskRCNNConvUpsampleHead(cfg, input_shape)`: arguments from the config."""
+        from masktron.models.build import mask_head_kwargs
+
+        return mask_head_kwargs(cfg, input_shape)
+
     def layers(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.conv_norm_relus:
             x = conv(x)
         x = F.relu(self.deconv(x))
         return self.predictor(x)
-
-    def forward(
-        self, x: torch.Tensor, instances: list[Instances]
-    ) -> dict[str, torch.Tensor] | list[Instances]:
-        """Training: `{"loss_mask": ...}` for foreground proposals. Inference: sets
-        `pred_masks` on the detections and returns them."""
-        logits = self.layers(x)
-        if self.training:
-            return {"loss_mask": mask_rcnn_loss(logits, instances) * self.loss_weight}
-        mask_rcnn_inference(logits, instances)
-        return instances

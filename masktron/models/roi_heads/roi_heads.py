@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from masktron.config.configurable import configurable
+from masktron.layers import ShapeSpec
 from masktron.models.matcher import Matcher, subsample_labels
 from masktron.models.poolers import ROIPooler
 from masktron.models.roi_heads.box_head import FastRCNNConvFCHead, FastRCNNOutputLayers
@@ -61,6 +63,7 @@ class ROIHeads(nn.Module):
         proposal_append_gt: add ground-truth boxes to the proposals.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -76,6 +79,13 @@ class ROIHeads(nn.Module):
         self.positive_fraction = positive_fraction
         self.proposal_matcher = proposal_matcher
         self.proposal_append_gt = proposal_append_gt
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: dict[str, ShapeSpec] | None = None) -> dict:
+        """Detectron2's `ROIHeads(cfg)`: the matching and sampling arguments."""
+        from masktron.models.build import roi_heads_common_kwargs
+
+        return roi_heads_common_kwargs(cfg)
 
     @torch.no_grad()
     def label_and_sample_proposals(
@@ -123,6 +133,7 @@ class StandardROIHeads(ROIHeads):
         **kwargs: see `ROIHeads`.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -157,6 +168,40 @@ class StandardROIHeads(ROIHeads):
             self.keypoint_in_features = list(keypoint_in_features or box_in_features)
             self.keypoint_pooler = keypoint_pooler
             self.keypoint_head = keypoint_head
+
+    @classmethod
+    def from_config(  # type: ignore[override]  # Detectron2's signature: input_shape needed
+        cls, cfg: Any, input_shape: dict[str, ShapeSpec]
+    ) -> dict[str, Any]:
+        """Detectron2's `StandardROIHeads(cfg, input_shape)`: matching arguments, then the box,
+        mask and keypoint branches from `_init_box_head` / `_init_mask_head` /
+        `_init_keypoint_head` (which subclasses may override, as in Detectron2)."""
+        from masktron.models.build import roi_heads_common_kwargs
+
+        return {
+            **roi_heads_common_kwargs(cfg),
+            **cls._init_box_head(cfg, input_shape),
+            **cls._init_mask_head(cfg, input_shape),
+            **cls._init_keypoint_head(cfg, input_shape),
+        }
+
+    @classmethod
+    def _init_box_head(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
+        from masktron.models.build import box_branch_kwargs
+
+        return box_branch_kwargs(cfg, input_shape)
+
+    @classmethod
+    def _init_mask_head(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
+        from masktron.models.build import mask_branch_kwargs
+
+        return mask_branch_kwargs(cfg, input_shape)
+
+    @classmethod
+    def _init_keypoint_head(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
+        from masktron.models.build import keypoint_branch_kwargs
+
+        return keypoint_branch_kwargs(cfg, input_shape)
 
     def forward(
         self,
@@ -234,6 +279,7 @@ class Res5ROIHeads(ROIHeads):
         mask_head: optional mask head on the res5 features.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -254,6 +300,15 @@ class Res5ROIHeads(ROIHeads):
         self.mask_on = mask_head is not None
         if mask_head is not None:
             self.mask_head = mask_head
+
+    @classmethod
+    def from_config(  # type: ignore[override]  # Detectron2's signature: input_shape needed
+        cls, cfg: Any, input_shape: dict[str, ShapeSpec]
+    ) -> dict[str, Any]:
+        """Detectron2's `Res5ROIHeads(cfg, input_shape)`: arguments read from the config."""
+        from masktron.models.build import res5_roi_heads_kwargs
+
+        return res5_roi_heads_kwargs(cfg, input_shape)
 
     def _shared_roi_transform(self, features: list[torch.Tensor], boxes: list[Boxes]):
         return self.res5(self.pooler(features, boxes))
