@@ -15,9 +15,19 @@ from torch import nn
 from torch.nn import functional as F
 
 from masktron.backbones.backbone import Backbone
-from masktron.layers import Conv2d, FrozenBatchNorm2d, c2_msra_fill
+from masktron.layers import Conv2d, FrozenBatchNorm2d, c2_msra_fill, get_norm
 
 NormFactory = Callable[[int], "nn.Module | None"]
+
+
+def _norm_factory(norm: str | NormFactory) -> NormFactory:
+    """A norm given by name ("BN", "FrozenBN", "GN", "" ...), as Detectron2 takes it, or a
+    factory `channels -> module`."""
+    if isinstance(norm, str):
+        name = norm
+        return lambda channels: get_norm(name, channels)
+    return norm
+
 
 # Blocks per stage (res2..res5) for each depth.
 DEPTH_TO_BLOCKS = {
@@ -42,8 +52,16 @@ class _Block(nn.Module):
 class BasicBlock(_Block):
     """Two 3x3 convs with a residual connection (ResNet-18/34)."""
 
-    def __init__(self, *, in_channels: int, out_channels: int, stride: int, norm: NormFactory):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        norm: str | NormFactory = "BN",
+    ):
         super().__init__()
+        norm = _norm_factory(norm)
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.shortcut = (
             Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, norm=norm(out_channels))
@@ -83,17 +101,18 @@ class BottleneckBlock(_Block):
 
     def __init__(
         self,
-        *,
         in_channels: int,
         out_channels: int,
+        *,
         bottleneck_channels: int,
-        stride: int,
-        num_groups: int,
-        norm: NormFactory,
-        stride_in_1x1: bool,
-        dilation: int,
+        stride: int = 1,
+        num_groups: int = 1,
+        norm: str | NormFactory = "BN",
+        stride_in_1x1: bool = False,
+        dilation: int = 1,
     ):
         super().__init__()
+        norm = _norm_factory(norm)
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.shortcut = (
             Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, norm=norm(out_channels))
@@ -136,10 +155,18 @@ class BottleneckBlock(_Block):
 
 
 class BasicStem(_Block):
-    """7x7 stride-2 conv, norm, ReLU, then 3x3 stride-2 max-pool: stride 4 overall."""
+    """7x7 stride-2 conv, norm, ReLU, then 3x3 stride-2 max-pool: stride 4 overall.
 
-    def __init__(self, *, in_channels: int = 3, out_channels: int = 64, norm: NormFactory):
+    Defaults are Detectron2's (`BasicStem()` is ResNet's 3 -> 64 channel stem with BatchNorm);
+    `norm` is a norm name or a factory `channels -> module`.
+    """
+
+    def __init__(
+        self, in_channels: int = 3, out_channels: int = 64, norm: str | NormFactory = "BN"
+    ):
         super().__init__()
+        norm = _norm_factory(norm)
+        self.stride = 4
         self.out_channels = out_channels
         self.conv1 = Conv2d(
             in_channels, out_channels, 7, stride=2, padding=3, bias=False, norm=norm(out_channels)

@@ -9,8 +9,9 @@ Formats, by file:
   matched by longest suffix.
 - `.pyth` (pycls): "model_state" matched by longest suffix.
 - anything else (`.pth`, `.pt`): a Detectron2-trained `{"model": ..., "optimizer": ...,
-  "iteration": ...}` or a flat state dict, matched by longest suffix (exact names match
-  themselves); torchvision ResNet names are recognised and converted first.
+  "iteration": ...}` or a flat state dict. Names load exactly, as in Detectron2, unless the path
+  ends with `?matching_heuristics=True` (then longest-suffix matching). A torchvision ResNet state
+  dict is recognised, converted and matched by suffix (a masktron convenience).
 
 Shapes that differ are skipped with a warning; missing and unused names are reported grouped by
 prefix. All files are read with restricted unpicklers (`safe_pickle`).
@@ -19,6 +20,7 @@ prefix. All files are read with restricted unpicklers (`safe_pickle`).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 from masktron.checkpoint.c2_names import convert_c2_names
 from masktron.checkpoint.checkpointer import Checkpointer
@@ -47,6 +49,26 @@ class DetectionCheckpointer(Checkpointer):
         >>> DetectionCheckpointer(model).load("detectron2://ImageNetPretrained/MSRA/R-50.pkl")
     """
 
+    def load(self, path: str, checkpointables: list[str] | None = None) -> dict[str, Any]:
+        """Load as `Checkpointer.load`; `path?matching_heuristics=True` (Detectron2's query)
+        matches names by longest suffix instead of exactly.
+
+        Raises:
+            ValueError: any other query in the path.
+        """
+        self._heuristics_query = False
+        if path and "?" in path:
+            parsed = urlparse(path)
+            queries = parse_qs(parsed.query)
+            self._heuristics_query = queries.pop("matching_heuristics", ["False"]) == ["True"]
+            if queries:
+                raise ValueError(f"unsupported query {sorted(queries)} in checkpoint path {path}")
+            path = parsed._replace(query="").geturl()
+        try:
+            return super().load(path, checkpointables)
+        finally:
+            self._heuristics_query = False
+
     def _load_file(self, path: str) -> dict[str, Any]:
         if path.endswith(".pkl"):
             return self._load_pkl(path)
@@ -62,7 +84,8 @@ class DetectionCheckpointer(Checkpointer):
             raise CheckpointError(f"{path}: expected a dict, found a {type(loaded).__name__}")
         if "model" not in loaded:
             loaded = {"model": loaded}
-        loaded["matching_heuristics"] = True
+        if getattr(self, "_heuristics_query", False) or is_torchvision_resnet(loaded["model"]):
+            loaded["matching_heuristics"] = True
         return loaded
 
     def _load_pkl(self, path: str) -> dict[str, Any]:
@@ -71,6 +94,8 @@ class DetectionCheckpointer(Checkpointer):
             raise CheckpointError(f"{path}: expected a dict, found a {type(data).__name__}")
         if "model" in data and "__author__" in data:
             self.logger.info("Reading a file from '%s'", data["__author__"])
+            if getattr(self, "_heuristics_query", False):
+                data["matching_heuristics"] = True
             return data
         # A Caffe2 / Detectron1 file: detection models keep their weights under "blobs".
         blobs = data.get("blobs", data)

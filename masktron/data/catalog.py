@@ -32,8 +32,12 @@ class _DatasetCatalog(dict):
         if name not in self:
             raise KeyError(_unknown("dataset", name, self.keys()))
         dicts = self[name]()
-        if not isinstance(dicts, list):
-            raise TypeError(f"dataset {name!r}: its function must return a list of dicts")
+        # A list of dicts, or (as Detectron2 allows) any other dataset, e.g. an iterable one.
+        if dicts is None or isinstance(dicts, (dict, str, bytes)):
+            raise TypeError(
+                f"dataset {name!r}: its function must return a list of dicts (or a dataset), "
+                f"got {type(dicts).__name__}"
+            )
         return dicts
 
     def list(self) -> list[str]:

@@ -89,6 +89,13 @@ class MapDataset(torchdata.Dataset):
 
     _MAX_RETRIES = 100
 
+    def __new__(cls, dataset: Any, map_func: Callable[[Any], Any]) -> Any:
+        # As Detectron2: an iterable dataset gives an iterable map (items that map to None
+        # are skipped).
+        if isinstance(dataset, torchdata.IterableDataset):
+            return _MapIterableDataset(dataset, map_func)
+        return super().__new__(cls)
+
     def __init__(self, dataset: Any, map_func: Callable[[Any], Any]):
         self._dataset = dataset
         self._map_func = map_func
@@ -117,6 +124,23 @@ class MapDataset(torchdata.Dataset):
             f"the mapper returned None for {self._MAX_RETRIES} dataset items in a row; "
             "check the mapper and the annotations"
         )
+
+
+class _MapIterableDataset(torchdata.IterableDataset):
+    """`map_func` over an iterable dataset, skipping items it maps to None."""
+
+    def __init__(self, dataset: torchdata.IterableDataset, map_func: Callable[[Any], Any]):
+        self._dataset = dataset
+        self._map_func = map_func
+
+    def __len__(self) -> int:
+        return len(self._dataset)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self._dataset:
+            mapped = self._map_func(item)
+            if mapped is not None:
+                yield mapped
 
 
 def aspect_group(d: dict) -> int:

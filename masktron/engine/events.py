@@ -8,12 +8,14 @@ models never see it and there is no global storage. Writers (`CommonMetricPrinte
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,8 @@ __all__ = [
     "HistoryBuffer",
     "JSONWriter",
     "TensorboardXWriter",
+    "get_event_storage",
+    "has_event_storage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,8 +82,31 @@ class HistoryBuffer:
         return list(self._data)
 
 
+# Storages entered with `with EventStorage(...)`, innermost last (Detectron2's global stack).
+_STORAGE_STACK: list[EventStorage] = []
+
+
+def get_event_storage() -> EventStorage:
+    """The innermost `EventStorage` entered with `with`.
+
+    Raises:
+        AssertionError: outside any `with EventStorage(...)` block (as in Detectron2).
+    """
+    assert _STORAGE_STACK, "get_event_storage() must be called inside 'with EventStorage(...)'"
+    return _STORAGE_STACK[-1]
+
+
+def has_event_storage() -> bool:
+    """Whether some `with EventStorage(...)` block is active."""
+    return bool(_STORAGE_STACK)
+
+
 class EventStorage:
     """Named scalar histories for one training run, indexed by iteration.
+
+    masktron's trainer hands its storage to hooks explicitly; Detectron2 code that calls
+    `get_event_storage()` works inside `with EventStorage(...) as storage:` (the trainer's
+    `train()` enters its storage that way too).
 
     Args:
         start_iter: the iteration the run starts at (the trainer keeps `iter` up to date).
@@ -90,6 +117,41 @@ class EventStorage:
         self._smoothing_hints: dict[str, bool] = {}
         self._latest_scalars: dict[str, tuple[float, int]] = {}
         self.iter = start_iter
+        self._vis_data: list[tuple[str, Any, int]] = []
+        self._current_prefix = ""
+
+    def __enter__(self) -> EventStorage:
+        _STORAGE_STACK.append(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if _STORAGE_STACK and _STORAGE_STACK[-1] is self:
+            _STORAGE_STACK.pop()
+
+    @property
+    def iteration(self) -> int:
+        return self.iter
+
+    @iteration.setter
+    def iteration(self, value: int) -> None:
+        self.iter = int(value)
+
+    @contextlib.contextmanager
+    def name_scope(self, name: str) -> Iterator[None]:
+        """Prefix the names of scalars put inside the block with `name/`."""
+        old = self._current_prefix
+        self._current_prefix = name.rstrip("/") + "/"
+        try:
+            yield
+        finally:
+            self._current_prefix = old
+
+    def put_image(self, img_name: str, img_tensor: Any) -> None:
+        """Keep an image (C, H, W, values in [0, 1]) for writers until `clear_images`."""
+        self._vis_data.append((img_name, img_tensor, self.iter))
+
+    def clear_images(self) -> None:
+        self._vis_data = []
 
     def put_scalar(
         self, name: str, value: float | torch.Tensor, smoothing_hint: bool = True, cur_iter=None
@@ -101,6 +163,7 @@ class EventStorage:
                 the last value (learning rate, evaluation results).
         """
         cur_iter = self.iter if cur_iter is None else int(cur_iter)
+        name = self._current_prefix + name
         value = float(value.item() if isinstance(value, torch.Tensor) else value)
         self._history[name].update(value, cur_iter)
         self._latest_scalars[name] = (value, cur_iter)
@@ -150,7 +213,8 @@ class EventWriter:
     def on_step(self, storage: EventStorage) -> None:
         """Called after every iteration (e.g. to move a progress bar); `write` is periodic."""
 
-    def write(self, storage: EventStorage) -> None:
+    def write(self, storage: EventStorage | None = None) -> None:
+        """Report `storage` (default: the one of the active `with EventStorage()` block)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -194,7 +258,8 @@ class JSONWriter(EventWriter):
                 f.writelines(kept)
         self._last_write = iteration
 
-    def write(self, storage: EventStorage) -> None:
+    def write(self, storage: EventStorage | None = None) -> None:
+        storage = storage if storage is not None else get_event_storage()
         by_iter: dict[int, dict[str, float]] = defaultdict(dict)
         for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
             if itr > self._last_write:
@@ -212,13 +277,17 @@ class JSONWriter(EventWriter):
 class TensorboardXWriter(EventWriter):
     """Scalars to TensorBoard event files in `log_dir` (needs the `tensorboard` package).
 
-    Without it a warning is logged once and `write` does nothing.
+    As in Detectron2, the event file is created by the first `write`, so a writer that never
+    writes leaves `log_dir` untouched. Without tensorboard a warning is logged once and `write`
+    does nothing.
     """
 
     def __init__(self, log_dir: str, window_size: int = 20, **kwargs: Any):
         self._window_size = window_size
         self._last_write = -1
-        self._writer = None
+        self._writer: Any = None
+        self._log_dir = log_dir
+        self._writer_kwargs = kwargs
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -226,16 +295,20 @@ class TensorboardXWriter(EventWriter):
                 "tensorboard is not installed: no TensorBoard events are written "
                 "(pip install tensorboard)"
             )
+            self._summary_writer_class: Any = None
             return
-        self._writer = SummaryWriter(log_dir, **kwargs)
+        self._summary_writer_class = SummaryWriter
 
     @property
     def enabled(self) -> bool:
-        return self._writer is not None
+        return self._summary_writer_class is not None
 
-    def write(self, storage: EventStorage) -> None:
-        if self._writer is None:
+    def write(self, storage: EventStorage | None = None) -> None:
+        storage = storage if storage is not None else get_event_storage()
+        if self._summary_writer_class is None:
             return
+        if self._writer is None:
+            self._writer = self._summary_writer_class(self._log_dir, **self._writer_kwargs)
         new_last = self._last_write
         for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
             if itr > self._last_write:
@@ -257,19 +330,25 @@ class CommonMetricPrinter(EventWriter):
     losses, time, data_time, lr and, on CUDA, max memory.
 
     Args:
-        max_iter: the run's last iteration + 1 (for the bar and the ETA).
+        max_iter: the run's last iteration + 1 (for the bar and the ETA); None (Detectron2's
+            default): no bar and no ETA.
         window_size: iterations over which losses are smoothed (median).
         progress: show the bar (the log line is written either way); default: when stderr is
             a terminal (redirected to a file, the log lines alone report progress).
     """
 
-    def __init__(self, max_iter: int, window_size: int = 20, progress: bool | None = None):
+    def __init__(
+        self, max_iter: int | None = None, window_size: int = 20, progress: bool | None = None
+    ):
         self._max_iter = max_iter
         self._window_size = window_size
-        self._progress = _stderr_is_terminal() if progress is None else progress
+        progress = _stderr_is_terminal() if progress is None else progress
+        self._progress = progress and max_iter is not None
         self._bar: tqdm | None = None
 
     def _eta(self, storage: EventStorage) -> str:
+        if self._max_iter is None:
+            return ""
         try:
             seconds_per_iter = storage.history("time").median(1000)
         except KeyError:
@@ -286,16 +365,17 @@ class CommonMetricPrinter(EventWriter):
         }
 
     def on_step(self, storage: EventStorage) -> None:
-        if not self._progress or storage.iter >= self._max_iter:
+        if not self._progress or self._max_iter is None or storage.iter >= self._max_iter:
             return
         latest = storage.latest()
         names = ["total_loss"] if "total_loss" in latest else list(latest)
         lr = latest["lr"][0] if "lr" in latest else None
         self._update_bar(storage.iter, self._losses(storage, names), lr)
 
-    def write(self, storage: EventStorage) -> None:
+    def write(self, storage: EventStorage | None = None) -> None:
+        storage = storage if storage is not None else get_event_storage()
         itr = storage.iter
-        if itr >= self._max_iter:  # after training, e.g. an evaluation's results
+        if self._max_iter is not None and itr >= self._max_iter:  # e.g. evaluation results
             return
         latest = storage.latest()
         losses = self._losses(storage, latest)

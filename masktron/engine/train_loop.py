@@ -9,6 +9,7 @@ and passes it to hooks; models never see it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import math
 import time
@@ -108,6 +109,11 @@ class TrainerBase:
         self.max_iter = max_iter
         self.storage = EventStorage(start_iter)
         self._stop_reason = None
+        # Entered so that ported Detectron2 code calling get_event_storage() finds it.
+        with self.storage:
+            self._train_loop(start_iter, max_iter)
+
+    def _train_loop(self, start_iter: int, max_iter: int) -> None:
         try:
             self.before_train()
             self.prepare_data()
@@ -214,6 +220,11 @@ class SimpleTrainer(TrainerBase):
         optimizer: steps the model's parameters.
         grad_clipper: called on the optimizer's parameters after backward (see
             `masktron.solver.build_gradient_clipper`).
+        gather_metric_period: record the losses (gathered from every process) every this many
+            iterations (Detectron2's argument; the NaN check runs on those iterations too).
+        zero_grad_before_forward: clear the gradients before the forward instead of after it.
+        async_write_metrics: record the losses in a background thread (errors it raises, such
+            as a NaN loss, surface at the next iteration or at the end of training).
     """
 
     def __init__(
@@ -223,13 +234,23 @@ class SimpleTrainer(TrainerBase):
         optimizer: torch.optim.Optimizer,
         *,
         grad_clipper: GradClipper | None = None,
+        gather_metric_period: int = 1,
+        zero_grad_before_forward: bool = False,
+        async_write_metrics: bool = False,
     ):
         super().__init__()
+        if gather_metric_period < 1:
+            raise ValueError(f"gather_metric_period must be >= 1, got {gather_metric_period}")
         model.train()
         self.model = model
         self.data_loader = data_loader
         self.optimizer = optimizer
         self.grad_clipper = grad_clipper
+        self.gather_metric_period = gather_metric_period
+        self.zero_grad_before_forward = zero_grad_before_forward
+        self.async_write_metrics = async_write_metrics
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending_write: concurrent.futures.Future | None = None
         self._data_iter: Iterator | None = None
 
     @property
@@ -242,10 +263,59 @@ class SimpleTrainer(TrainerBase):
     def prepare_data(self) -> None:
         _ = self.data_iter
 
-    def reset_data_loader(self, data_loader: Iterable) -> None:
-        """Replace the loader (e.g. one rebuilt to resume at a later iteration)."""
-        self.data_loader = data_loader
+    def reset_data_loader(self, data_loader: Iterable | Callable[[], Iterable]) -> None:
+        """Replace the loader (e.g. one rebuilt to resume at a later iteration).
+
+        Args:
+            data_loader: the new loader, or (Detectron2's form) a function without arguments
+                that builds it; the old loader is dropped first, so its workers can exit.
+        """
+        self.data_loader = None  # type: ignore[assignment]
         self._data_iter = None
+        if callable(data_loader) and not hasattr(data_loader, "__iter__"):
+            data_loader = data_loader()
+        self.data_loader = data_loader
+
+    def _record_metrics(self, loss_dict: Any, data_time: float) -> None:
+        """`write_metrics` on the gather iterations, in the background if asked."""
+        if (self.iter + 1) % self.gather_metric_period != 0:
+            return
+        if not self.async_write_metrics:
+            self.write_metrics(loss_dict, data_time)
+            return
+        self._wait_for_metrics()
+        if isinstance(loss_dict, Mapping):
+            loss_dict = {k: v.detach() for k, v in loss_dict.items()}
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._pending_write = self._executor.submit(
+            self.write_metrics, loss_dict, data_time, cur_iter=self.iter
+        )
+
+    def _wait_for_metrics(self) -> None:
+        pending, self._pending_write = self._pending_write, None
+        if pending is not None:
+            pending.result()  # re-raises what the background write raised
+
+    def after_train(self) -> None:
+        try:
+            self._wait_for_metrics()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+            super().after_train()
+
+    @staticmethod
+    def _sum_losses(loss_dict: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        if isinstance(loss_dict, torch.Tensor):
+            return loss_dict
+        if not isinstance(loss_dict, Mapping) or not loss_dict:
+            raise TypeError(
+                "in training mode the model must return a non-empty dict of losses, got "
+                f"{type(loss_dict).__name__}"
+            )
+        return sum(loss_dict.values())  # type: ignore[return-value]
 
     def _next_batch(self) -> tuple[Any, float]:
         start = time.perf_counter()
@@ -260,15 +330,24 @@ class SimpleTrainer(TrainerBase):
         if not self.model.training:
             raise RuntimeError("SimpleTrainer: the model was switched to eval mode")
         batch, data_time = self._next_batch()
+        if self.zero_grad_before_forward:
+            self.optimizer.zero_grad(set_to_none=True)
         loss_dict = self.model(batch)
-        losses = self.write_metrics(loss_dict, data_time)
-        self.optimizer.zero_grad(set_to_none=True)
+        losses = self._sum_losses(loss_dict)
+        self._record_metrics(loss_dict, data_time)
+        if not self.zero_grad_before_forward:
+            self.optimizer.zero_grad(set_to_none=True)
         losses.backward()
         self.after_backward()
         self._clip()
         self.optimizer.step()
 
-    def write_metrics(self, loss_dict: Mapping[str, torch.Tensor] | torch.Tensor, data_time: float):
+    def write_metrics(
+        self,
+        loss_dict: Mapping[str, torch.Tensor] | torch.Tensor,
+        data_time: float,
+        cur_iter: int | None = None,
+    ):
         """Record the losses (averaged over processes) and return their sum for backward.
 
         Raises:
@@ -283,21 +362,22 @@ class SimpleTrainer(TrainerBase):
                 f"{type(loss_dict).__name__}"
             )
         losses = sum(loss_dict.values())
+        at = self.iter if cur_iter is None else cur_iter
         local = {k: float(v.detach().float().cpu()) for k, v in loss_dict.items()}
         all_metrics = comm.all_gather({"losses": local, "data_time": data_time})
         totals = [sum(m["losses"].values()) for m in all_metrics]
         if not all(math.isfinite(t) for t in totals):
             per_rank = "\n".join(f"  process {r}: {m['losses']}" for r, m in enumerate(all_metrics))
             raise FloatingPointError(
-                f"Loss became infinite or NaN at iteration {self.iter}; losses:\n{per_rank}\n"
+                f"Loss became infinite or NaN at iteration {at}; losses:\n{per_rank}\n"
                 "Try a lower SOLVER.BASE_LR, a longer warmup or SOLVER.CLIP_GRADIENTS."
             )
         names = list(local)
         mean = {k: sum(m["losses"][k] for m in all_metrics) / len(all_metrics) for k in names}
-        self.storage.put_scalar("data_time", max(m["data_time"] for m in all_metrics))
+        self.storage.put_scalar("data_time", max(m["data_time"] for m in all_metrics), cur_iter=at)
         if len(mean) > 1 or "total_loss" not in mean:
-            self.storage.put_scalar("total_loss", sum(mean.values()))
-        self.storage.put_scalars(**mean)
+            self.storage.put_scalar("total_loss", sum(mean.values()), cur_iter=at)
+        self.storage.put_scalars(cur_iter=at, **mean)
         return losses
 
     def solver_state_dict(self) -> dict[str, Any]:
@@ -352,10 +432,14 @@ class AMPTrainer(SimpleTrainer):
         if not self.model.training:
             raise RuntimeError("AMPTrainer: the model was switched to eval mode")
         batch, data_time = self._next_batch()
+        if self.zero_grad_before_forward:
+            self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device_type, dtype=self.precision):
             loss_dict = self.model(batch)
-        losses = self.write_metrics(loss_dict, data_time)
-        self.optimizer.zero_grad(set_to_none=True)
+        losses = self._sum_losses(loss_dict)
+        self._record_metrics(loss_dict, data_time)
+        if not self.zero_grad_before_forward:
+            self.optimizer.zero_grad(set_to_none=True)
         self.grad_scaler.scale(losses).backward()
         self.after_backward()
         if self.grad_clipper is not None:

@@ -109,8 +109,13 @@ class BitMasks:
         return out.squeeze(1) >= 0.5
 
     @staticmethod
-    def from_polygon_masks(polygon_masks: PolygonMasks, height: int, width: int) -> BitMasks:
-        masks = [polygons_to_bitmask(p, height, width) for p in polygon_masks.polygons]
+    def from_polygon_masks(
+        polygon_masks: PolygonMasks | Sequence[Sequence[np.ndarray]], height: int, width: int
+    ) -> BitMasks:
+        """Rasterise a `PolygonMasks` or a plain list of per-instance polygon lists."""
+        if isinstance(polygon_masks, PolygonMasks):
+            polygon_masks = polygon_masks.polygons
+        masks = [polygons_to_bitmask(p, height, width) for p in polygon_masks]
         if not masks:
             return BitMasks(torch.zeros(0, height, width, dtype=torch.bool))
         return BitMasks(torch.from_numpy(np.stack(masks)))

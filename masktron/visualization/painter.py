@@ -211,6 +211,38 @@ class Painter:
         self._draw_region(mask.astype(bool), rgb, edge, text, alpha, area_threshold)
         return self.output
 
+    def draw_soft_mask(
+        self, soft_mask: Any, color: Any = None, *, text: str | None = None, alpha: float = 0.5
+    ) -> VisImage:
+        """Blend `color` over the image with opacity `alpha * soft_mask` (Detectron2's method).
+
+        Args:
+            soft_mask: (H, W) floats in [0, 1], e.g. a mask probability map.
+            color: default the next palette colour.
+            text: drawn on the largest region where `soft_mask > 0.5`.
+        """
+        if isinstance(soft_mask, torch.Tensor):
+            soft_mask = soft_mask.detach().cpu().numpy()
+        mask = np.clip(np.asarray(soft_mask, dtype=np.float32), 0.0, 1.0)
+        if mask.shape != self.img.shape[:2]:
+            raise ValueError(
+                f"draw_soft_mask: mask shape {mask.shape} differs from the image's "
+                f"{self.img.shape[:2]}"
+            )
+        rgb = self._next_color() if color is None else to_rgb(color)
+        out = self.output
+        # (H, W) -> (out_h, out_w): each output pixel takes its nearest source pixel.
+        coverage = mask[np.ix_(out._src_rows, out._src_cols)]
+        out.blend(coverage, 0, 0, rgb, alpha)
+        if text is not None:
+            labels, areas = connected_components(mask > 0.5)
+            if len(areas) > 1:
+                largest = 1 + int(np.argmax(areas[1:]))
+                x, y = anchor_point(labels == largest)
+                text_color = readable_text_color(change_brightness(rgb, 0.7))
+                self._label(text, x, y, self._default_font_size, text_color, "center", "center")
+        return out
+
     # ----- shared by the composite drawings -------------------------------------------------------
     def _draw_region(
         self,

@@ -91,7 +91,8 @@ class Augmentation:
         for name, p in params.items():
             if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
-            if hasattr(self, name):
+            # As Detectron2: arguments left at their default object are not shown.
+            if hasattr(self, name) and getattr(self, name) is not p.default:
                 parts.append(f"{name}={getattr(self, name)!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
 

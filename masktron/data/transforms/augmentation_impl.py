@@ -139,8 +139,7 @@ class RandomCrop(Augmentation):
             raise ValueError(f"crop_type must be one of {self._TYPES}, got {crop_type!r}")
         if len(crop_size) != 2:
             raise ValueError(f"crop_size needs two numbers, got {list(crop_size)}")
-        if crop_type.startswith("relative") and not all(0 < c <= 1 for c in crop_size):
-            raise ValueError(f"relative crop sizes must be in (0, 1], got {list(crop_size)}")
+        # Like Detectron2, sizes are only checked against an image, in get_crop_size.
         self.crop_type = crop_type
         self.crop_size = tuple(crop_size)
 
@@ -154,6 +153,11 @@ class RandomCrop(Augmentation):
     def get_crop_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
         """(crop_h, crop_w) in pixels for an image of (h, w)."""
         h, w = image_size
+        if self.crop_type.startswith("relative") and not all(0 < c <= 1 for c in self.crop_size):
+            raise ValueError(
+                f"RandomCrop({self.crop_type!r}): relative crop sizes must be in (0, 1], "
+                f"got {list(self.crop_size)}"
+            )
         if self.crop_type == "relative":
             ch, cw = self.crop_size
             return int(h * ch + 0.5), int(w * cw + 0.5)
