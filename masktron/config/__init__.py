@@ -9,14 +9,19 @@ from masktron.config.config import (
     load_yaml_with_base,
 )
 from masktron.config.configurable import configurable
+from masktron.config.instantiate import LazyCall, instantiate
+from masktron.config.lazy import LazyConfig
 
 __all__ = [
     "CfgNode",
     "ConfigError",
+    "LazyCall",
+    "LazyConfig",
     "UnknownKeyError",
     "configurable",
     "downgrade_config",
     "get_cfg",
+    "instantiate",
     "load_yaml_with_base",
     "upgrade_config",
 ]

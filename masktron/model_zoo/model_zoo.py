@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from masktron.config import CfgNode, get_cfg
+from masktron.config import get_cfg
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 S3_PREFIX = "https://dl.fbaipublicfiles.com/detectron2/"
@@ -155,8 +156,25 @@ def get_checkpoint_url(config_path: str) -> str:
     return f"{S3_PREFIX}{_key(config_path)}/{entry.url_suffix}"
 
 
-def get_config(config_path: str, trained: bool = False) -> CfgNode:
-    """The config of a zoo entry; with `trained`, MODEL.WEIGHTS points at its trained weights."""
+def get_config(config_path: str, trained: bool = False) -> Any:
+    """The config of a zoo entry; with `trained`, MODEL.WEIGHTS points at its trained weights.
+
+    A `.py` entry (Detectron2's LazyConfig zoo, e.g. `new_baselines/*.py`) is loaded with
+    `LazyConfig.load` when shipped, its `train.init_checkpoint` set by `trained`.
+    """
+    if config_path.endswith(".py"):
+        path = os.path.join(CONFIG_DIR, config_path)
+        if not os.path.isfile(path):
+            raise RuntimeError(
+                f"{config_path} is a Detectron2 LazyConfig entry that masktron does not ship yet "
+                "(its YAML zoo is complete; see docs/porting.md)"
+            )
+        from masktron.config import LazyConfig
+
+        lazy = LazyConfig.load(path)
+        if trained:
+            lazy.train.init_checkpoint = get_checkpoint_url(config_path)
+        return lazy
     cfg = get_cfg()
     cfg.merge_from_file(get_config_file(config_path))
     if trained:

@@ -20,6 +20,7 @@ __all__ = [
     "get_model_no_weights",
     "get_sample_coco_image",
     "random_boxes",
+    "reload_lazy_config",
     "skipIfOnCPUCI",
 ]
 
@@ -96,3 +97,15 @@ def skipIfOnCPUCI(func: Any) -> Any:  # noqa: N802 (Detectron2's name)
     """Skip a test on CPU-only CI machines (`CI` set and no GPU)."""
     on_cpu_ci = os.environ.get("CI") is not None and not torch.cuda.is_available()
     return unittest.skipIf(on_cpu_ci, "skipped on CPU-only CI")(func)
+
+
+def reload_lazy_config(cfg: Any) -> Any:
+    """`cfg` saved to YAML and loaded back (checks that a lazy config survives serialisation)."""
+    import tempfile
+
+    from masktron.config import LazyConfig
+
+    with tempfile.TemporaryDirectory(prefix="masktron") as folder:
+        path = os.path.join(folder, "config.yaml")
+        LazyConfig.save(cfg, path)
+        return LazyConfig.load(path)
