@@ -16,6 +16,7 @@ from masktron.data.transforms.augmentation_impl import (
     Resize,
     ResizeShortestEdge,
 )
+from masktron.data.transforms.augmentation_lsj import FixedSizeCrop, ResizeScale
 from masktron.data.transforms.transform import (
     CropTransform,
     HFlipTransform,
@@ -25,8 +26,20 @@ from masktron.data.transforms.transform import (
     TransformList,
     VFlipTransform,
 )
+from masktron.data.transforms.transform_extra import (
+    ColorTransform,
+    ExtentTransform,
+    PadTransform,
+    ScaleTransform,
+)
 
 __all__ = [
+    "ColorTransform",
+    "ExtentTransform",
+    "FixedSizeCrop",
+    "PadTransform",
+    "ResizeScale",
+    "ScaleTransform",
     "AugInput",
     "Augmentation",
     "AugmentationList",

@@ -184,6 +184,12 @@ class RandomApply(Augmentation):
         self.aug = _transform_to_aug(tfm_or_aug)
         self.prob = prob
 
+    def get_transform(self, *args):  # type: ignore[no-untyped-def]
+        """The wrapped augmentation's transform with probability `prob`, else a no-op."""
+        if self._rand_range() < self.prob:
+            return self.aug.get_transform(*args)
+        return NoOpTransform()
+
     def __call__(self, aug_input) -> Transform:  # type: ignore[no-untyped-def]
         if self._rand_range() < self.prob:
             return self.aug(aug_input)
