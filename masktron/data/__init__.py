@@ -16,7 +16,12 @@ from masktron.data.build import (
     trivial_batch_collator,
 )
 from masktron.data.catalog import DatasetCatalog, Metadata, MetadataCatalog
-from masktron.data.common import AspectRatioGroupedDataset, DatasetFromList, MapDataset
+from masktron.data.common import (
+    AspectRatioGroupedDataset,
+    DatasetFromList,
+    MapDataset,
+    ToIterableDataset,
+)
 from masktron.data.dataset_mapper import DatasetMapper
 from masktron.data.datasets import (
     convert_to_coco_json,
@@ -37,6 +42,7 @@ __all__ = [
     "DatasetMapper",
     "MapDataset",
     "Metadata",
+    "ToIterableDataset",
     "MetadataCatalog",
     "build_batch_data_loader",
     "build_detection_test_loader",

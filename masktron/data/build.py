@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import random
 from collections.abc import Callable, Iterator, Sequence, Sized
 from typing import Any, cast
@@ -23,7 +24,13 @@ import torch.utils.data as torchdata
 from torch.utils.data import Sampler
 
 from masktron.data.catalog import DatasetCatalog, MetadataCatalog
-from masktron.data.common import DatasetFromList, MapDataset, aspect_group
+from masktron.data.common import (
+    AspectRatioGroupedDataset,
+    DatasetFromList,
+    MapDataset,
+    ToIterableDataset,
+    aspect_group,
+)
 from masktron.data.dataset_mapper import DatasetMapper
 from masktron.data.detection_utils import check_metadata_consistency
 from masktron.data.image_io import get_image_size
@@ -175,33 +182,54 @@ def _group_ids(dataset_dicts: list[dict]) -> list[int]:
 
 
 def build_batch_data_loader(
-    dataset_dicts: list[dict],
-    sampler: TrainingSampler,
-    mapper: Callable[[dict], Any],
-    total_batch_size: int,
+    dataset_dicts: Any,
+    sampler: Any,
+    mapper: Callable[[dict], Any] | int | None = None,
+    total_batch_size: int | None = None,
     *,
-    aspect_ratio_grouping: bool = True,
+    aspect_ratio_grouping: bool | None = None,
     num_workers: int = 0,
     collate_fn: Callable[[list], Any] | None = None,
     seed: int | None = None,
     start_iter: int = 0,
-) -> torchdata.DataLoader:
+    drop_last: bool = True,
+) -> Any:
     """An infinite loader of per-rank batches of `total_batch_size // world_size` mapped dicts.
 
+    Two call forms:
+
+    - masktron's `(dataset_dicts, sampler, mapper, total_batch_size)`: dicts are mapped in the
+      loader with per-sample augmentation seeds (reproducible and resumable);
+    - Detectron2's `(dataset, sampler, total_batch_size)`: `dataset` is already mapped (a
+      map-style dataset, read through `ToIterableDataset`, or an iterable one).
+
     Args:
+        aspect_ratio_grouping: batches of only landscape or only portrait images (default True
+            for masktron's form, False for Detectron2's, as there).
         seed: base of the per-sample augmentation seeds; default the sampler's `seed`
             attribute, else a random shared seed.
         start_iter: number of leading batches to skip.
+        drop_last: Detectron2's form without grouping: drop a last incomplete batch.
     """
-    world_size = get_world_size()
-    if total_batch_size <= 0 or total_batch_size % world_size != 0:
-        raise ValueError(
-            f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive multiple of the "
-            f"number of processes ({world_size})"
+    if isinstance(mapper, int) or (mapper is None and total_batch_size is not None):
+        total = mapper if isinstance(mapper, int) else total_batch_size
+        return _mapped_batch_loader(
+            dataset_dicts,
+            sampler,
+            int(total),  # type: ignore[arg-type]
+            aspect_ratio_grouping=bool(aspect_ratio_grouping),
+            num_workers=num_workers,
+            collate_fn=collate_fn,
+            drop_last=drop_last,
         )
-    batch_size = total_batch_size // world_size
+    if mapper is None or total_batch_size is None:
+        raise TypeError("build_batch_data_loader needs a mapper and total_batch_size")
+    if aspect_ratio_grouping is None:
+        aspect_ratio_grouping = True
+    batch_size = _per_rank_batch_size(total_batch_size, "SOLVER.IMS_PER_BATCH")
     if batch_size > len(dataset_dicts):
         # Each batch would repeat images, holding batch_size of them in memory at once.
+        world_size = get_world_size()
         raise ValueError(
             f"SOLVER.IMS_PER_BATCH ({total_batch_size}) asks for {batch_size} images per batch "
             f"per process, but the training set has only {len(dataset_dicts)}; use at most "
@@ -221,6 +249,49 @@ def build_batch_data_loader(
         worker_init_fn=worker_init_reset_seed,
         # Worker seeds come from this generator, not from the global torch RNG.
         generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def _per_rank_batch_size(total_batch_size: int, name: str = "total_batch_size") -> int:
+    world_size = get_world_size()
+    if total_batch_size <= 0 or total_batch_size % world_size != 0:
+        raise ValueError(
+            f"{name} ({total_batch_size}) must be a positive multiple of the "
+            f"number of processes ({world_size})"
+        )
+    return total_batch_size // world_size
+
+
+def _mapped_batch_loader(
+    dataset: Any,
+    sampler: Any,
+    total_batch_size: int,
+    *,
+    aspect_ratio_grouping: bool,
+    num_workers: int,
+    collate_fn: Callable[[list], Any] | None,
+    drop_last: bool,
+) -> Any:
+    """Detectron2's form of `build_batch_data_loader`: batches of an already mapped dataset."""
+    batch_size = _per_rank_batch_size(total_batch_size)
+    if not isinstance(dataset, torchdata.IterableDataset):
+        dataset = ToIterableDataset(dataset, sampler, shard_chunk_size=batch_size)
+    if aspect_ratio_grouping:
+        loader = torchdata.DataLoader(
+            dataset,
+            num_workers=num_workers,
+            collate_fn=operator.itemgetter(0),  # single items; grouped below
+            worker_init_fn=worker_init_reset_seed,
+        )
+        grouped = AspectRatioGroupedDataset(loader, batch_size)
+        return grouped if collate_fn is None else MapDataset(grouped, collate_fn)
+    return torchdata.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        collate_fn=collate_fn or trivial_batch_collator,
+        worker_init_fn=worker_init_reset_seed,
     )
 
 

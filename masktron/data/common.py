@@ -143,6 +143,55 @@ class _MapIterableDataset(torchdata.IterableDataset):
                 yield mapped
 
 
+class ToIterableDataset(torchdata.IterableDataset):
+    """`dataset[i]` for the indices of `sampler`, as an iterable dataset (Detectron2's class).
+
+    With `shard_sampler`, each loader worker takes its own chunks of `shard_chunk_size`
+    consecutive indices (worker w of W gets chunks w, w + W, ...), so several workers together
+    yield each index of the sampler once, in chunk order.
+
+    Args:
+        dataset: a map-style dataset.
+        sampler: an iterable of indices (e.g. an infinite `TrainingSampler`).
+        shard_sampler: split the indices among loader workers (False: every worker yields
+            all of them, for samplers that already differ per worker).
+        shard_chunk_size: indices per chunk.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        sampler: Iterable[int],
+        shard_sampler: bool = True,
+        shard_chunk_size: int = 1,
+    ):
+        if isinstance(dataset, torchdata.IterableDataset):
+            raise TypeError("ToIterableDataset needs a map-style dataset")
+        if shard_chunk_size < 1:
+            raise ValueError(f"shard_chunk_size must be >= 1, got {shard_chunk_size}")
+        self.dataset = dataset
+        self.sampler = sampler
+        self.shard_sampler = shard_sampler
+        self.shard_chunk_size = shard_chunk_size
+
+    def _indices(self) -> Iterator[int]:
+        info = torchdata.get_worker_info()
+        if not self.shard_sampler or info is None or info.num_workers == 1:
+            yield from self.sampler
+            return
+        chunk = self.shard_chunk_size
+        for k, idx in enumerate(self.sampler):
+            if (k // chunk) % info.num_workers == info.id:
+                yield idx
+
+    def __iter__(self) -> Iterator[Any]:
+        for idx in self._indices():
+            yield self.dataset[idx]
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+
 def aspect_group(d: dict) -> int:
     """0 for landscape images (w > h), 1 otherwise."""
     return 0 if d["width"] > d["height"] else 1

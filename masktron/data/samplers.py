@@ -166,10 +166,15 @@ class InferenceSampler(Sampler[int]):
             raise ValueError(f"InferenceSampler needs a non-empty dataset, got size {size}")
         self._size = int(size)
         rank, world_size = _rank_and_world(rank, world_size)
-        shard, left = divmod(self._size, world_size)
+        self._local_indices = self._get_local_indices(self._size, world_size, rank)
+
+    @staticmethod
+    def _get_local_indices(total_size: int, world_size: int, rank: int) -> range:
+        """The indices rank `rank` of `world_size` evaluates (Detectron2's static method)."""
+        shard, left = divmod(total_size, world_size)
         sizes = [shard + int(r < left) for r in range(world_size)]
         begin = sum(sizes[:rank])
-        self._local_indices = range(begin, begin + sizes[rank])
+        return range(begin, min(begin + sizes[rank], total_size))
 
     def __iter__(self) -> Iterator[int]:
         yield from self._local_indices

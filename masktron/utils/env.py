@@ -6,12 +6,20 @@ import logging
 
 import torch
 
-__all__ = ["FLOAT32_PRECISIONS", "TORCH_VERSION", "set_float32_precision"]
+__all__ = ["FLOAT32_PRECISIONS", "TORCH_VERSION", "seed_all_rng", "set_float32_precision"]
 
 # (major, minor) of the installed PyTorch, as Detectron2's `detectron2.utils.env` gives it.
 TORCH_VERSION = tuple(int(x) for x in torch.__version__.split(".")[:2])
 
 logger = logging.getLogger(__name__)
+
+
+def seed_all_rng(seed: int | None = None) -> int:
+    """Seed Python's, NumPy's and torch's generators (Detectron2's `utils.env.seed_all_rng`)."""
+    from masktron.engine.rng import seed_all_rng as seed_everything
+
+    return seed_everything(seed)
+
 
 FLOAT32_PRECISIONS = ("highest", "high", "medium")
 

@@ -48,3 +48,21 @@ def test_bitmasks_from_a_plain_polygon_list():
     square = [[np.array([1.0, 1.0, 4.0, 1.0, 4.0, 4.0, 1.0, 4.0])]]
     masks = BitMasks.from_polygon_masks(square, 6, 6)
     assert masks.tensor.shape == (1, 6, 6) and masks.tensor[0, 2, 2]
+
+
+def test_to_iterable_dataset_and_detectron2_batch_loader():
+    import itertools
+
+    from masktron.data import DatasetFromList, ToIterableDataset, build_batch_data_loader
+    from masktron.data.samplers import InferenceSampler, TrainingSampler
+
+    data = DatasetFromList(list(range(10)))
+    assert list(ToIterableDataset(data, range(3, 7))) == [3, 4, 5, 6]
+    # Detectron2's form: an already mapped dataset, a sampler and the total batch size.
+    loader = build_batch_data_loader(data, TrainingSampler(10, seed=1), 4)
+    batches = list(itertools.islice(loader, 5))
+    assert all(len(b) == 4 for b in batches)
+    assert set(itertools.chain(*batches[:2])) <= set(range(10))
+    # Its static helper: shard sizes differ by at most one, the first ranks get more.
+    shards = [InferenceSampler._get_local_indices(10, 3, r) for r in range(3)]
+    assert [list(s) for s in shards] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
