@@ -21,6 +21,7 @@ __all__ = [
     "get_sample_coco_image",
     "random_boxes",
     "reload_lazy_config",
+    "reload_script_model",
     "skipIfOnCPUCI",
 ]
 
@@ -109,3 +110,13 @@ def reload_lazy_config(cfg: Any) -> Any:
         path = os.path.join(folder, "config.yaml")
         LazyConfig.save(cfg, path)
         return LazyConfig.load(path)
+
+
+def reload_script_model(module: Any) -> Any:
+    """A TorchScript module saved to memory and loaded back."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    buffer.seek(0)
+    return torch.jit.load(buffer)

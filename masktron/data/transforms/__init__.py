@@ -30,6 +30,7 @@ from masktron.data.transforms.transform_extra import (
     ColorTransform,
     ExtentTransform,
     PadTransform,
+    PILColorTransform,
     ScaleTransform,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "ColorTransform",
     "ExtentTransform",
     "FixedSizeCrop",
+    "PILColorTransform",
     "PadTransform",
     "ResizeScale",
     "ScaleTransform",

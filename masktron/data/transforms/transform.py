@@ -209,7 +209,9 @@ class CropTransform(Transform):
 
     Polygons are clipped to the crop window (Detectron2 uses shapely for this; here a
     Sutherland-Hodgman clip against the rectangle, which gives the same covered area; a
-    concave polygon cut in two stays one polygon joined along the window's edge).
+    concave polygon cut in two stays one polygon joined along the window's edge). Like
+    shapely's output, clipped polygons are oriented with a negative signed area
+    (clockwise in x-right, y-up axes), whatever the input's orientation.
     """
 
     def __init__(self, x0: int, y0: int, w: int, h: int):
@@ -228,7 +230,14 @@ class CropTransform(Transform):
     def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
         window = (self.x0, self.y0, self.x0 + self.w, self.y0 + self.h)
         clipped = [clip_polygon_to_box(np.asarray(p, dtype=np.float64), window) for p in polygons]
-        return [self.apply_coords(p) for p in clipped if len(p) >= 3]
+        return [self.apply_coords(_clockwise(p)) for p in clipped if len(p) >= 3]
+
+
+def _clockwise(points: np.ndarray) -> np.ndarray:
+    """(K, 2) vertices ordered so the signed (shoelace) area is negative."""
+    x, y = points[:, 0], points[:, 1]
+    signed = float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+    return points[::-1].copy() if signed > 0 else points
 
 
 class ResizeTransform(Transform):

@@ -15,7 +15,13 @@ from PIL import Image
 
 from masktron.data.transforms.transform import CropTransform, NoOpTransform, Transform
 
-__all__ = ["ColorTransform", "ExtentTransform", "PadTransform", "ScaleTransform"]
+__all__ = [
+    "ColorTransform",
+    "ExtentTransform",
+    "PILColorTransform",
+    "PadTransform",
+    "ScaleTransform",
+]
 
 
 def _interpolate(img: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
@@ -189,3 +195,10 @@ class ColorTransform(Transform):
 
     def inverse(self) -> Transform:
         return NoOpTransform()
+
+
+class PILColorTransform(ColorTransform):
+    """`ColorTransform` whose `op` takes and returns a PIL image (e.g. `ImageOps.solarize`)."""
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        return np.asarray(self.op(Image.fromarray(img)))
