@@ -200,5 +200,9 @@ class ColorTransform(Transform):
 class PILColorTransform(ColorTransform):
     """`ColorTransform` whose `op` takes and returns a PIL image (e.g. `ImageOps.solarize`)."""
 
+    def __init__(self, op: Callable[[Image.Image], Image.Image]):
+        super().__init__(op)  # type: ignore[arg-type]  # a PIL op, not an array op
+
     def apply_image(self, img: np.ndarray) -> np.ndarray:
-        return np.asarray(self.op(Image.fromarray(img)))
+        op: Callable[[Image.Image], Image.Image] = self.op  # type: ignore[assignment]
+        return np.asarray(op(Image.fromarray(img)))
