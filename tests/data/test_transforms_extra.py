@@ -85,3 +85,16 @@ def test_rle_mask_follows_the_image_through_a_scale():
     assert out["segmentation"].shape == (60, 40) and out["segmentation"][:, 20:].all()
     inst = utils.annotations_to_instances([out, out], (60, 40), mask_format="bitmask")
     assert isinstance(inst.gt_masks, BitMasks) and inst.gt_masks.tensor.shape == (2, 60, 40)
+
+
+def test_pil_color_transform_and_crop_orientation():
+    from PIL import ImageOps
+
+    img = (np.arange(48).reshape(4, 4, 3) * 5).astype(np.uint8)
+    solarized = T.PILColorTransform(lambda im: ImageOps.solarize(im, 100)).apply_image(img)
+    assert np.array_equal(solarized, np.where(img >= 100, 255 - img, img))
+    square = np.array([[1.0, 1.0], [3.0, 1.0], [3.0, 3.0], [1.0, 3.0]])  # positive signed area
+    for poly in (square, square[::-1]):
+        (out,) = T.CropTransform(0, 0, 4, 4).apply_polygons([poly.copy()])
+        x, y = out[:, 0], out[:, 1]
+        assert float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)) < 0
