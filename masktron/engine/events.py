@@ -285,7 +285,7 @@ class TensorboardXWriter(EventWriter):
     def __init__(self, log_dir: str, window_size: int = 20, **kwargs: Any):
         self._window_size = window_size
         self._last_write = -1
-        self._writer: Any = None
+        self._summary_writer: Any = None
         self._log_dir = log_dir
         self._writer_kwargs = kwargs
         try:
@@ -303,23 +303,29 @@ class TensorboardXWriter(EventWriter):
     def enabled(self) -> bool:
         return self._summary_writer_class is not None
 
+    @property
+    def _writer(self) -> Any:
+        """The SummaryWriter, created (with its event file) on first use."""
+        if self._summary_writer is None and self._summary_writer_class is not None:
+            self._summary_writer = self._summary_writer_class(self._log_dir, **self._writer_kwargs)
+        return self._summary_writer
+
     def write(self, storage: EventStorage | None = None) -> None:
         storage = storage if storage is not None else get_event_storage()
         if self._summary_writer_class is None:
             return
-        if self._writer is None:
-            self._writer = self._summary_writer_class(self._log_dir, **self._writer_kwargs)
         new_last = self._last_write
         for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
             if itr > self._last_write:
                 self._writer.add_scalar(name, value, itr)
                 new_last = max(new_last, itr)
-        self._writer.flush()
+        if self._summary_writer is not None:
+            self._summary_writer.flush()
         self._last_write = new_last
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        if self._summary_writer is not None:
+            self._summary_writer.close()
 
 
 class CommonMetricPrinter(EventWriter):

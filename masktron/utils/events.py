@@ -10,3 +10,4 @@ from masktron.engine.events import (  # noqa: F401
     get_event_storage,
     has_event_storage,
 )
+from masktron.engine.events import TensorboardXWriter as TensorBoardXWriter  # noqa: F401
