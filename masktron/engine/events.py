@@ -213,8 +213,9 @@ class EventWriter:
     def on_step(self, storage: EventStorage) -> None:
         """Called after every iteration (e.g. to move a progress bar); `write` is periodic."""
 
-    def write(self, storage: EventStorage | None = None) -> None:
-        """Report `storage` (default: the one of the active `with EventStorage()` block)."""
+    def write(self, storage: EventStorage) -> None:
+        """Report `storage` (masktron's writers also take no argument, as Detectron2's do, and
+        then report the storage of the active `with EventStorage()` block)."""
         raise NotImplementedError
 
     def close(self) -> None:
