@@ -51,6 +51,7 @@ __all__ = [
     "convert_PIL_to_numpy",
     "convert_image_to_rgb",
     "filter_empty_instances",
+    "gen_crop_transform_with_instance",
     "get_image_size",
     "read_image",
     "transform_instance_annotations",
@@ -293,3 +294,29 @@ def build_augmentation(cfg: Any, is_train: bool) -> list[T.Augmentation]:
 
 
 build_transform_gen = build_augmentation
+
+
+def gen_crop_transform_with_instance(
+    crop_size: Sequence[int], image_size: Sequence[int], instance: dict
+) -> T.CropTransform:
+    """A random `crop_size` (h, w) crop of an `image_size` (h, w) image that contains the centre
+    of `instance`'s box (Detectron2's function, used by instance-aware crops).
+
+    Raises:
+        ValueError: the box centre lies outside the image, or the crop is larger than it.
+    """
+    crop = np.asarray(crop_size, dtype=np.int64)
+    size = np.asarray(image_size, dtype=np.int64)
+    x0, y0, x1, y1 = BoxMode.convert(
+        list(instance["bbox"]), instance["bbox_mode"], BoxMode.XYXY_ABS
+    )
+    center = np.array([(y0 + y1) * 0.5, (x0 + x1) * 0.5])  # (y, x)
+    if (center > size).any():
+        raise ValueError(f"the instance's box centre {center[::-1]} is outside the image {size}")
+    if (crop > size).any():
+        raise ValueError(f"crop size {tuple(crop)} is larger than the image size {tuple(size)}")
+    low = np.maximum(np.floor(center).astype(np.int64) - crop, 0)
+    high = np.minimum(np.maximum(size - crop, 0), np.ceil(center).astype(np.int64))
+    top = np.random.randint(low[0], high[0] + 1)
+    left = np.random.randint(low[1], high[1] + 1)
+    return T.CropTransform(int(left), int(top), int(crop[1]), int(crop[0]))

@@ -2,6 +2,7 @@
 
 from masktron.layers.conv import Conv2d, c2_msra_fill, c2_xavier_fill, conv3x3_norm_relu
 from masktron.layers.frozen_bn import FrozenBatchNorm2d, LayerNorm2d, get_norm
+from masktron.layers.losses import ciou_loss, diou_loss
 from masktron.layers.mask_ops import paste_masks_in_image
 from masktron.layers.nms import batched_nms, nms
 from masktron.layers.roi_align import ROIAlign, roi_align, roi_align_reference
@@ -24,7 +25,9 @@ __all__ = [
     "ConvTranspose2d",
     "Linear",
     "cat",
+    "ciou_loss",
     "cross_entropy",
+    "diou_loss",
     "empty_input_loss_func_wrapper",
     "interpolate",
     "move_device_like",

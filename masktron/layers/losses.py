@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import torch
-from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import (
+    complete_box_iou_loss,
+    distance_box_iou_loss,
+    generalized_box_iou_loss,
+    sigmoid_focal_loss,
+)
 
-__all__ = ["giou_loss", "sigmoid_focal_loss", "smooth_l1_loss"]
+__all__ = ["ciou_loss", "diou_loss", "giou_loss", "sigmoid_focal_loss", "smooth_l1_loss"]
 
 
 def smooth_l1_loss(
@@ -29,3 +34,24 @@ def giou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "sum"
     if boxes1.numel() == 0:
         return boxes1.sum() * 0.0
     return generalized_box_iou_loss(boxes1, boxes2, reduction=reduction)
+
+
+def diou_loss(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
+) -> torch.Tensor:
+    """Distance-IoU loss (Zheng et al., 2020) between paired (N, 4) XYXY boxes: 1 - IoU plus
+    the squared centre distance over the squared diagonal of the enclosing box (torchvision's
+    `distance_box_iou_loss`; Detectron2's signature and default reduction)."""
+    if boxes1.numel() == 0:
+        return boxes1.sum() * 0.0 if reduction != "none" else boxes1.sum(-1) * 0.0
+    return distance_box_iou_loss(boxes1, boxes2, reduction=reduction, eps=eps)
+
+
+def ciou_loss(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
+) -> torch.Tensor:
+    """Complete-IoU loss: the DIoU loss plus an aspect-ratio consistency term (torchvision's
+    `complete_box_iou_loss`; Detectron2's signature and default reduction)."""
+    if boxes1.numel() == 0:
+        return boxes1.sum() * 0.0 if reduction != "none" else boxes1.sum(-1) * 0.0
+    return complete_box_iou_loss(boxes1, boxes2, reduction=reduction, eps=eps)

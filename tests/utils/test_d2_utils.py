@@ -1,0 +1,55 @@
+"""Detectron2's small utilities: parameter counts, environment info, DIoU/CIoU losses and
+instance-centred crops."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from masktron.data.detection_utils import gen_crop_transform_with_instance
+from masktron.layers import ciou_loss, diou_loss
+from masktron.structures import BoxMode
+from masktron.utils.analysis import parameter_count, parameter_count_table
+from masktron.utils.collect_env import collect_env_info
+
+
+def test_parameter_count_per_prefix():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.Linear(4, 2, bias=False)))
+    counts = parameter_count(model)
+    assert counts[""] == 3 * 4 + 4 + 4 * 2
+    assert counts["0"] == 16 and counts["0.weight"] == 12 and counts["1.0"] == 8
+    assert "model" in parameter_count_table(model)
+
+
+def test_collect_env_info_names_the_versions():
+    info = collect_env_info()
+    assert "PyTorch" in info and torch.__version__ in info and "numpy" in info
+
+
+def test_diou_and_ciou_losses():
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    assert diou_loss(a, a).item() == pytest.approx(0.0, abs=1e-6)
+    b = torch.tensor([[1.0, 0.0, 3.0, 2.0]])  # shifted by 1: IoU 1/3
+    # centres 1 apart, enclosing box 3 x 2 -> diagonal^2 = 13
+    assert diou_loss(a, b).item() == pytest.approx(1 - 1 / 3 + 1 / 13, rel=1e-5)
+    tall = torch.tensor([[0.0, 0.0, 2.0, 4.0]])  # aspect term only where shapes differ
+    v = 4 / math.pi**2 * (math.atan(2 / 4) - math.atan(2 / 2)) ** 2
+    iou = 0.5
+    expected = 1 - iou + 1 / 20 + v / (1 - iou + v) * v
+    assert ciou_loss(a, tall).item() == pytest.approx(expected, rel=1e-4)
+    empty = torch.zeros(0, 4, requires_grad=True)
+    assert diou_loss(empty, empty, reduction="mean").item() == 0.0
+
+
+def test_crop_around_an_instance():
+    np.random.seed(0)
+    instance = {"bbox": [40, 10, 20, 20], "bbox_mode": BoxMode.XYWH_ABS}  # centre (50, 20)
+    for _ in range(20):
+        crop = gen_crop_transform_with_instance((16, 32), (60, 100), instance)
+        assert (crop.w, crop.h) == (32, 16)
+        assert crop.x0 <= 50 <= crop.x0 + 32 and crop.y0 <= 20 <= crop.y0 + 16
+        assert crop.x0 + 32 <= 100 and crop.y0 + 16 <= 60
+    with pytest.raises(ValueError, match="larger than the image"):
+        gen_crop_transform_with_instance((80, 32), (60, 100), instance)
