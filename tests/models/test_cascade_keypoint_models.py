@@ -143,6 +143,14 @@ def test_keypoint_image_without_persons_gives_zero_keypoint_loss():
     losses["loss_keypoint"].backward()  # still part of the graph
 
 
+def test_keypoint_training_without_keypoint_annotations_says_so():
+    model = build_model(tiny_keypoint_cfg()).train()
+    inputs = keypoint_inputs()
+    inputs[0]["instances"].remove("gt_keypoints")
+    with pytest.raises(ValueError, match="needs gt_keypoints"):
+        model(inputs)
+
+
 def test_keypoint_inference_gives_keypoints_in_original_pixels():
     torch.manual_seed(0)
     model = build_model(tiny_keypoint_cfg()).eval()

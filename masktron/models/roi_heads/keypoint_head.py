@@ -67,6 +67,11 @@ def select_proposals_with_visible_keypoints(proposals: list[Instances]) -> list[
         if len(props) == 0:
             out.append(props)
             continue
+        if not props.has("gt_keypoints"):
+            raise ValueError(
+                "training a keypoint model needs gt_keypoints for every image with objects: "
+                "give each annotation 'keypoints' (and the mapper use_keypoint=True)"
+            )
         kps = props.gt_keypoints.tensor  # (R, K, 3)
         box = props.proposal_boxes.tensor.unsqueeze(1)  # (R, 4) -> (R, 1, 4)
         xs, ys = kps[:, :, 0], kps[:, :, 1]
