@@ -6,7 +6,8 @@ r"""A local web page to label a folder of images with SAM, saved as COCO JSON to
       --coco-dataset mine photos/annotations.json photos/ DATASETS.TRAIN "('mine',)" \
       MODEL.ROI_HEADS.NUM_CLASSES 3 INPUT.MASK_FORMAT bitmask OUTPUT_DIR out
 
-The masks are saved as COCO RLE, hence INPUT.MASK_FORMAT bitmask (as in Detectron2).
+The masks are saved as COCO RLE, hence INPUT.MASK_FORMAT bitmask (as in Detectron2), or with
+--mask-format polygon as outlines that the default config reads (holes filled).
 Left-click adds a point on the object, right-click (or shift-click) a point off it, a drag
 draws a box. --config/--weights add a "detect" button whose detections pre-fill the objects.
 The labels are written (atomically) to --annotations after every change and read back when the
@@ -38,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=SAM_MODELS, help="SAM variant (default: inferred)")
     parser.add_argument(
         "--annotations", help="the COCO JSON to read and write (default: IMAGES/annotations.json)"
+    )
+    parser.add_argument(
+        "--mask-format",
+        choices=("rle", "polygon"),
+        default="rle",
+        help="how masks are saved: rle (exact; train with INPUT.MASK_FORMAT bitmask) or polygon "
+        "(region outlines, holes filled; Detectron2's default mask format reads them)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free)")
@@ -91,7 +99,8 @@ def build_app(args: argparse.Namespace) -> Any:
     target_dir = os.path.dirname(os.path.abspath(path))
     if not os.access(target_dir, os.W_OK):
         raise CommandError(f"cannot write annotations into {target_dir}: pass --annotations")
-    store = AnnotationStore(path, [(n, h, w) for n, (h, w) in folder.sizes.items()])
+    sizes = [(n, h, w) for n, (h, w) in folder.sizes.items()]
+    store = AnnotationStore(path, sizes, mask_format=args.mask_format)
     segmenter = None
     if args.checkpoint:
         from masktron.model_zoo.sam_checkpoints import resolve_sam_checkpoint

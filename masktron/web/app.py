@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from masktron.web.images import ImageFolder, ImageNotFound
 from masktron.web.models import Detector
 from masktron.web.segmenter import PromptError, Segmenter, parse_prompt
-from masktron.web.store import AnnotationError, AnnotationStore, decode_mask, mask_runs
+from masktron.web.store import AnnotationError, AnnotationStore, mask_runs
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Api:
         self.segmenter, self.detector = segmenter, detector
 
     def object_json(self, ann: dict[str, Any]) -> dict[str, Any]:
-        mask = decode_mask(ann["segmentation"])
+        mask = self.store.mask(ann)
         return {
             "id": ann["id"],
             "category_id": ann["category_id"],

@@ -24,6 +24,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 
 from masktron.utils.file_io import write_json
+from masktron.web.polygons import mask_to_polygons
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,16 @@ def encode_mask(mask: np.ndarray) -> dict[str, Any]:
     return rle
 
 
-def decode_mask(rle: dict[str, Any]) -> np.ndarray:
-    """COCO RLE (compressed or a counts list) -> (H, W) bool."""
-    if isinstance(rle.get("counts"), list):
-        rle = mask_utils.frPyObjects(rle, *rle["size"])
+def decode_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """COCO RLE (compressed or a counts list) or polygons -> (H, W) bool."""
+    if isinstance(segmentation, list):  # polygons: their union, rasterised as COCO does
+        if not segmentation:
+            return np.zeros((height, width), dtype=bool)
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
     return mask_utils.decode(rle).astype(bool)
 
 
@@ -64,10 +71,17 @@ class AnnotationStore:
     Args:
         path: the COCO JSON file (read when it exists, then rewritten on each change).
         images: (file name relative to the folder, height, width) of the folder's images.
+        mask_format: how new masks are saved: "rle" (exact) or "polygon" (the outline of each
+            region; holes are filled), which Detectron2's default `INPUT.MASK_FORMAT` reads.
     """
 
-    def __init__(self, path: str, images: Sequence[tuple[str, int, int]]) -> None:
+    def __init__(
+        self, path: str, images: Sequence[tuple[str, int, int]], *, mask_format: str = "rle"
+    ) -> None:
+        if mask_format not in ("rle", "polygon"):
+            raise ValueError(f"mask_format must be 'rle' or 'polygon', got {mask_format!r}")
         self.path = path
+        self.mask_format = mask_format
         self.lock = threading.RLock()
         self.images: dict[str, dict[str, Any]] = {}  # file name -> COCO image entry
         self.objects: dict[str, list[dict[str, Any]]] = {}  # file name -> COCO annotations
@@ -187,6 +201,12 @@ class AnnotationStore:
         raise AnnotationError(f"no class with id {category_id}")
 
     # --------------------------------------------------------------- objects
+    def mask(self, ann: dict[str, Any]) -> np.ndarray:
+        """(H, W) bool mask of an annotation of this store."""
+        with self.lock:
+            entry = next(e for e in self.images.values() if e["id"] == ann["image_id"])
+        return decode_mask(ann["segmentation"], int(entry["height"]), int(entry["width"]))
+
     def image_of(self, object_id: int) -> str:
         with self.lock:
             for name, objects in self.objects.items():
@@ -226,11 +246,17 @@ class AnnotationStore:
             added = []
             for mask, cid, prompt, score in zip(masks, category_ids, prompts, scores):
                 rle = encode_mask(mask)
+                segmentation: Any = rle
+                if self.mask_format == "polygon":
+                    segmentation = mask_to_polygons(mask)
+                    if segmentation:  # area and box of what the polygons rasterise to
+                        h, w = mask.shape
+                        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
                 ann = {
                     "id": self._next_object_id,
                     "image_id": entry["id"],
                     "category_id": int(cid),
-                    "segmentation": rle,
+                    "segmentation": segmentation,
                     "area": float(mask_utils.area(rle)),
                     "bbox": [float(v) for v in mask_utils.toBbox(rle)],
                     "iscrowd": 0,

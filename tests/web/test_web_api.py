@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,11 @@ from conftest import make_app  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from masktron.cli.main import main  # noqa: E402
-from masktron.web.store import decode_mask, mask_runs  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
+from test_cli_train import restore_logging_and_threads  # noqa: E402, F401 (a fixture)
+
+from masktron.web.store import AnnotationStore, decode_mask, mask_runs  # noqa: E402
 
 H = {"X-Masktron": "1"}
 
@@ -102,7 +108,7 @@ def test_labels_are_saved_after_each_change_and_reloaded(image_dir, sam_checkpoi
     saved = json.loads(path.read_text())  # autosaved: no explicit save yet
     assert [a["category_id"] for a in saved["annotations"]] == [cat]
     ann = saved["annotations"][0]
-    assert mask_runs(decode_mask(ann["segmentation"])) == decoded["mask"]["runs"]
+    assert mask_runs(decode_mask(ann["segmentation"], 303, 384)) == decoded["mask"]["runs"]
     assert ann["masktron_prompt"] == {"points": [[100.0, 120.0, 1], [300.0, 50.0, 0]], "box": None}
     box = {"image": "coins.png", "points": [], "box": [20, 30, 200, 250], "category_id": dog}
     second = client.post("/api/accept", json=box, headers=H).json()
@@ -144,6 +150,64 @@ def test_embedding_progress_and_replacing_an_object(client):
     client.post("/api/undo", json={"image": "chelsea.png"}, headers=H)  # the replacement
     objects = client.get("/api/objects/chelsea.png").json()["objects"]
     assert [o["id"] for o in objects] == [old["id"]]
+
+
+def test_polygons_cover_the_mask_and_fill_only_its_holes():
+    from scipy import ndimage
+
+    from masktron.web.polygons import mask_to_polygons
+    from masktron.web.store import decode_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        mask = rng.random((h, w)) < rng.uniform(0.1, 0.9)
+        got = decode_mask(mask_to_polygons(mask), h, w)
+        assert (got >= mask).all() and (got <= ndimage.binary_fill_holes(mask)).all()
+    ring = np.zeros((9, 9), dtype=bool)
+    ring[2:7, 2:7], ring[4, 4] = True, False  # a square with a one-pixel hole
+    assert mask_to_polygons(ring) == [[2.0, 2.0, 7.0, 2.0, 7.0, 7.0, 2.0, 7.0]]
+
+
+@pytest.mark.usefixtures("restore_logging_and_threads")  # `masktron train` sets both
+def test_polygon_format_trains_with_the_default_mask_format(image_dir, sam_checkpoint, tmp_path):
+    from engine_helpers import tiny_cfg
+
+    from masktron.data.datasets.coco import load_coco_json
+
+    path = tmp_path / "labels.json"
+    client = client_for(make_app(image_dir, path, sam_checkpoint, mask_format="polygon"))
+    cid = client.post("/api/categories", json={"name": "coin"}, headers=H).json()["id"]
+    prompt = {"image": "coins.png", "points": [], "box": [20, 30, 200, 250]}
+    decoded = client.post("/api/decode", json=prompt, headers=H).json()["mask"]
+    accepted = client.post("/api/accept", json={**prompt, "category_id": cid}, headers=H).json()
+    assert accepted["mask"]["size"] == decoded["size"]
+    ann = json.loads(path.read_text())["annotations"][0]
+    assert isinstance(ann["segmentation"], list) and len(ann["segmentation"]) >= 1
+    records = load_coco_json(str(path), str(image_dir), "web_polygons_test")
+    objects = [r for r in records if r["annotations"]]
+    assert objects[0]["annotations"][0]["segmentation"] == ann["segmentation"]
+    # Training reads such a file with the default config (the random SAM's striped masks would
+    # make thousands of polygons: a disk drawn here keeps the run short).
+    store = AnnotationStore(str(tmp_path / "disk.json"), [("coins.png", 303, 384)],
+                            mask_format="polygon")  # fmt: skip
+    yy, xx = np.mgrid[:303, :384]
+    disk = (yy - 150) ** 2 + (xx - 190) ** 2 < 60**2
+    store.add("coins.png", [disk], [store.category_id("coin")], prompts=[None], scores=[None])
+    config = tmp_path / "tiny.yaml"
+    config.write_text(tiny_cfg(tmp_path / "out").dump())
+    assert "MASK_FORMAT: polygon" in config.read_text()
+    data = ["--coco-dataset", "web_polygons", store.path, str(image_dir)]
+    overrides = [
+        "DATASETS.TRAIN",
+        "('web_polygons',)",
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.IMS_PER_BATCH",
+        "1",
+    ]
+    assert main(["train", "--config", str(config), *data, *overrides]) == 0
+    assert (tmp_path / "out" / "model_final.pth").is_file()
 
 
 def test_bad_prompts_and_bad_files_get_clear_errors(client, image_dir, sam_checkpoint, tmp_path):

@@ -255,6 +255,7 @@ def check_against_python_api(saved: dict, image_dir: Path, checkpoint: Path) -> 
 
     names = {c["id"]: c["name"] for c in saved["categories"]}
     files = {i["id"]: i["file_name"] for i in saved["images"]}
+    sizes = {i["id"]: (i["height"], i["width"]) for i in saved["images"]}
     anns = saved["annotations"]
     assert [(files[a["image_id"]], names[a["category_id"]]) for a in anns] == [
         ("chelsea.png", "cat"),
@@ -276,7 +277,7 @@ def check_against_python_api(saved: dict, image_dir: Path, checkpoint: Path) -> 
             multimask_output=len(prompt["points"]) == 1 and prompt["box"] is None,
         )
         expected = masks[int(np.argmax(scores))]
-        got = decode_mask(ann["segmentation"])
+        got = decode_mask(ann["segmentation"], *sizes[ann["image_id"]])
         assert expected.any()
         iou = np.logical_and(got, expected).sum() / np.logical_or(got, expected).sum()
         assert iou == 1.0
