@@ -168,7 +168,7 @@ def _eval_model(args: argparse.Namespace, curves: dict[str, Any]) -> dict[str, A
     for name in names:
         output_dir = os.path.join(args.output_dir, name) if args.output_dir else None
         loader = build_detection_test_loader(cfg, name)
-        evaluator = build_evaluator(name, output_dir)
+        evaluator = build_evaluator(name, output_dir, tasks=_coco_tasks(cfg))
         for task, res in inference_on_dataset(model, loader, evaluator).items():
             key = task if len(names) == 1 else f"{name}/{task}"
             results[key] = res
@@ -176,6 +176,14 @@ def _eval_model(args: argparse.Namespace, curves: dict[str, Any]) -> dict[str, A
             for task, arrays in getattr(one, "arrays", {}).items():
                 curves[task if len(names) == 1 else f"{name}/{task}"] = (arrays, one._gt)
     return results
+
+
+def _coco_tasks(cfg: Any) -> tuple[str, ...] | None:
+    """bbox (and segm for mask models) tables even when a model finds nothing, as training's
+    evaluation reports them; keypoint models: inferred from the predictions."""
+    if cfg.MODEL.get("KEYPOINT_ON", False):
+        return None
+    return ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,13 +10,19 @@ from masktron.evaluation.panoptic_evaluation import COCOPanopticEvaluator
 from masktron.evaluation.sem_seg_evaluation import SemSegEvaluator
 
 
-def build_evaluator(dataset_name: str, output_dir: str | None = None) -> DatasetEvaluator:
+def build_evaluator(
+    dataset_name: str, output_dir: str | None = None, *, tasks: tuple[str, ...] | None = None
+) -> DatasetEvaluator:
     """Evaluators for `dataset_name`, chosen as Detectron2's `train_net.py` chooses them.
 
     `evaluator_type` "coco": `COCOEvaluator`; "lvis": `LVISEvaluator`; "sem_seg":
     `SemSegEvaluator`; "coco_panoptic_seg": `COCOPanopticEvaluator`, plus `COCOEvaluator` when
     the metadata has an instances `json_file` and `SemSegEvaluator` when it has a `sem_seg_root`
     (Panoptic FPN's "separated" layout).
+
+    Args:
+        tasks: the COCO tasks to evaluate ("bbox", "segm", ...) for "coco" datasets, reported
+            even when the model finds nothing; None infers them from the predictions.
 
     Raises:
         ValueError: the dataset has no (or an unknown) `evaluator_type`.
@@ -25,7 +31,7 @@ def build_evaluator(dataset_name: str, output_dir: str | None = None) -> Dataset
     kind = metadata.get("evaluator_type")
     evaluators: list[DatasetEvaluator] = []
     if kind == "coco":
-        evaluators.append(COCOEvaluator(dataset_name, output_dir=output_dir))
+        evaluators.append(COCOEvaluator(dataset_name, tasks, output_dir=output_dir))
     elif kind == "lvis":
         evaluators.append(LVISEvaluator(dataset_name, output_dir=output_dir))
     elif kind == "sem_seg":
