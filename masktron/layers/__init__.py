@@ -4,7 +4,7 @@ from masktron.layers.conv import Conv2d, c2_msra_fill, c2_xavier_fill, conv3x3_n
 from masktron.layers.frozen_bn import FrozenBatchNorm2d, LayerNorm2d, get_norm
 from masktron.layers.losses import ciou_loss, diou_loss
 from masktron.layers.mask_ops import paste_masks_in_image
-from masktron.layers.nms import batched_nms, nms
+from masktron.layers.nms import batched_nms, nms, topk_size
 from masktron.layers.roi_align import ROIAlign, roi_align, roi_align_reference
 from masktron.layers.shape_spec import ShapeSpec
 from masktron.layers.tensor_ops import (
@@ -47,4 +47,5 @@ __all__ = [
     "paste_masks_in_image",
     "roi_align",
     "roi_align_reference",
+    "topk_size",
 ]

@@ -32,9 +32,8 @@ def assign_boxes_to_levels(
 def boxes_to_rois(boxes: list[Boxes]) -> torch.Tensor:
     """Per-image boxes -> (R, 5) rows of (image index, x0, y0, x1, y1)."""
     tensors = [b.tensor for b in boxes]
-    index = torch.cat(
-        [torch.full((len(t), 1), i, dtype=t.dtype, device=t.device) for i, t in enumerate(tensors)]
-    )
+    # t.shape[0], not len(t): a traced (ONNX) graph keeps the number of boxes dynamic
+    index = torch.cat([torch.full_like(t[:, :1], i) for i, t in enumerate(tensors)])
     return torch.cat([index, torch.cat(tensors)], dim=1)
 
 
@@ -93,6 +92,8 @@ class ROIPooler(nn.Module):
         levels = assign_boxes_to_levels(
             boxes, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
         )
+        if torch.jit.is_tracing():
+            return self._forward_traced(features, rois, levels)
         channels, size = features[0].shape[1], self.output_size
         out = features[0].new_zeros(len(rois), channels, size, size)
         for level, (feature, pooler) in enumerate(zip(features, self.level_poolers)):
@@ -100,3 +101,16 @@ class ROIPooler(nn.Module):
             if idx.numel():
                 out[idx] = pooler(feature, rois[idx]).to(out.dtype)
         return out
+
+    def _forward_traced(
+        self, features: list[torch.Tensor], rois: torch.Tensor, levels: torch.Tensor
+    ) -> torch.Tensor:
+        """`forward`'s export mode (ONNX): every level pools its boxes, however many (none
+        included), and one gather puts the results back in box order (no scatter, whose ONNX
+        form fails on an empty level)."""
+        pooled, order = [], []
+        for level, (feature, pooler) in enumerate(zip(features, self.level_poolers)):
+            idx = torch.nonzero(levels == level, as_tuple=True)[0]
+            pooled.append(pooler(feature, rois[idx]))
+            order.append(idx)
+        return torch.cat(pooled)[torch.argsort(torch.cat(order))]

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from masktron.backbones.backbone import Backbone
-from masktron.layers import batched_nms, get_norm
+from masktron.layers import batched_nms, get_norm, topk_size
 from masktron.layers.losses import giou_loss, sigmoid_focal_loss, smooth_l1_loss
 from masktron.models.anchors import DefaultAnchorGenerator
 from masktron.models.box_coder import Box2BoxTransform
@@ -204,7 +204,7 @@ def retinanet_inference_single_image(
         keep = scores_l > score_thresh
         candidates = scores_l[keep]
         anchor_class = torch.nonzero(keep)  # (M, 2): (anchor index, class) of each candidate
-        candidates, order = candidates.topk(min(topk_candidates, candidates.numel()))
+        candidates, order = candidates.topk(topk_size(candidates.shape[0], topk_candidates))
         anchor_idx, class_idx = anchor_class[order].unbind(dim=1)
         boxes_all.append(
             box2box_transform.apply_deltas(deltas_l[anchor_idx], anchors_l.tensor[anchor_idx])

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from masktron.config.configurable import configurable
-from masktron.layers import Conv2d, ShapeSpec, batched_nms
+from masktron.layers import Conv2d, ShapeSpec, batched_nms, topk_size
 from masktron.layers.losses import giou_loss, smooth_l1_loss
 from masktron.models.anchors import DefaultAnchorGenerator
 from masktron.models.box_coder import Box2BoxTransform
@@ -99,11 +99,11 @@ def find_top_rpn_proposals(
     batch_idx = torch.arange(num_images, device=device)
     topk_boxes, topk_scores, level_ids = [], [], []
     for level, (boxes_l, logits_l) in enumerate(zip(proposals, logits)):
-        k = min(logits_l.shape[1], pre_nms_topk)
+        k = topk_size(logits_l.shape[1], pre_nms_topk)
         scores_l, idx = logits_l.topk(k, dim=1)  # (N, k)
         topk_boxes.append(boxes_l[batch_idx[:, None], idx])  # (N, k, 4)
         topk_scores.append(scores_l)
-        level_ids.append(torch.full((k,), level, dtype=torch.int64, device=device))
+        level_ids.append(torch.full_like(idx[0], level))
     all_boxes = torch.cat(topk_boxes, dim=1)
     all_scores = torch.cat(topk_scores, dim=1)
     all_levels = torch.cat(level_ids, dim=0)
@@ -112,11 +112,11 @@ def find_top_rpn_proposals(
     for n, image_size in enumerate(image_sizes):
         boxes, scores, levels = Boxes(all_boxes[n]), all_scores[n], all_levels
         valid = torch.isfinite(boxes.tensor).all(dim=1) & torch.isfinite(scores)
-        if not valid.all():
+        if torch.jit.is_tracing() or not valid.all():  # traced: the filter goes into the graph
             boxes, scores, levels = boxes[valid], scores[valid], levels[valid]
         boxes.clip(image_size)
         keep = boxes.nonempty(threshold=min_box_size)
-        if not keep.all():
+        if torch.jit.is_tracing() or not keep.all():
             boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
         keep = batched_nms(boxes.tensor, scores, levels, nms_thresh)[:post_nms_topk]
         results.append(

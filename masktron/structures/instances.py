@@ -22,7 +22,10 @@ class Instances:
     """
 
     def __init__(self, image_size: tuple[int, int], **fields: Any):
-        self._image_size = (int(image_size[0]), int(image_size[1]))
+        if torch.jit.is_tracing():  # ONNX export: traced sizes stay sizes of the input
+            self._image_size = (image_size[0], image_size[1])
+        else:
+            self._image_size = (int(image_size[0]), int(image_size[1]))
         self._fields: dict[str, Any] = {}
         for name, value in fields.items():
             self.set(name, value)

@@ -115,7 +115,7 @@ def _inference_single_image(
     topk: int,
 ) -> Instances:
     valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
-    if not valid.all():
+    if torch.jit.is_tracing() or not valid.all():  # traced: the filter goes into the graph
         boxes, scores = boxes[valid], scores[valid]
     scores = scores[:, :-1]  # drop background
     num_reg = boxes.shape[1] // 4
@@ -134,6 +134,16 @@ def _inference_single_image(
     result.scores = scores[keep]
     result.pred_classes = idx[keep, 1]
     return result
+
+
+def split_per_image(x: torch.Tensor, instances: list[Instances]) -> list[torch.Tensor]:
+    """Rows of all images -> one tensor per image (`len(instances[i])` rows each).
+
+    One image keeps `x` whole: the split sizes would be constants in a traced (ONNX) graph.
+    """
+    if len(instances) == 1:
+        return [x]
+    return list(x.split([len(i) for i in instances]))
 
 
 class FastRCNNOutputLayers(nn.Module):
@@ -216,16 +226,15 @@ class FastRCNNOutputLayers(nn.Module):
         if not proposals:
             return []
         _, deltas = predictions
-        counts = [len(p) for p in proposals]
         proposal_boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])
         boxes = self.box2box_transform.apply_deltas(deltas, proposal_boxes)
-        return list(boxes.split(counts))
+        return split_per_image(boxes, proposals)
 
     def predict_probs(
         self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: list[Instances]
     ) -> list[torch.Tensor]:
         scores, _ = predictions
-        return list(F.softmax(scores, dim=-1).split([len(p) for p in proposals]))
+        return split_per_image(F.softmax(scores, dim=-1), proposals)
 
     def inference(
         self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: list[Instances]

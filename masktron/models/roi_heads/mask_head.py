@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from masktron.config.configurable import configurable
 from masktron.layers import ShapeSpec, c2_msra_fill, conv3x3_norm_relu
+from masktron.models.roi_heads.box_head import split_per_image
 from masktron.structures import Instances
 
 
@@ -25,7 +26,7 @@ def mask_rcnn_inference(mask_logits: torch.Tensor, instances: list[Instances]) -
         classes = torch.cat([inst.pred_classes for inst in instances])
         index = torch.arange(mask_logits.shape[0], device=classes.device)
         probs = mask_logits[index, classes][:, None].sigmoid()  # (R, K, M, M) -> (R, 1, M, M)
-    for inst, p in zip(instances, probs.split([len(i) for i in instances])):
+    for inst, p in zip(instances, split_per_image(probs, instances)):
         inst.pred_masks = p
 
 
