@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sam": ("masktron.cli.sam", "Segment Anything: masks from points/boxes, or everything"),
     "train": ("masktron.cli.train", "train a model from a config"),
     "eval": ("masktron.cli.eval", "evaluate a model or a results file (COCO AP, PQ)"),
-    "export": ("masktron.cli.export", "export SAM's prompt encoder and mask decoder to ONNX"),
+    "export": ("masktron.cli.export", "export a detector or SAM's prompt decoder to ONNX"),
     "serve": ("masktron.cli.serve", "a local web page to label images with SAM (COCO JSON)"),
 }
 

@@ -62,9 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="images or folders")
     parser.add_argument(
         "--config",
-        required=True,
         help="a YAML config file, or a model-zoo name such as "
-        "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml",
+        "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml (required unless --onnx)",
+    )
+    parser.add_argument(
+        "--onnx",
+        metavar="MODEL.onnx",
+        help="run a detector exported by `masktron export --format onnx` in onnxruntime",
     )
     parser.add_argument(
         "--weights",
@@ -325,6 +329,12 @@ def _write_panoptic(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.onnx:
+        from masktron.cli.predict_onnx import run_onnx
+
+        return run_onnx(args)
+    if not args.config:
+        args._parser.error("--config is required (or --onnx MODEL.onnx)")
     from masktron.cli.predict_gt import ground_truth_ids
     from masktron.data.run_datasets import config_metadata
     from masktron.engine import DefaultPredictor
