@@ -61,6 +61,8 @@ def _providers(device: str | None) -> list[str] | None:
 
 def run_onnx(args: argparse.Namespace) -> int:
     """Predict with the exported model `args.onnx` into `args.out`."""
+    from masktron.cli.failures import FailureLog
+    from masktron.cli.input_limits import apply_limit_arguments
     from masktron.cli.predict import collect_images, predict_images, take_trailing_overrides
     from masktron.cli.run_config import collect_overrides
     from masktron.data.catalog import Metadata
@@ -74,6 +76,7 @@ def run_onnx(args: argparse.Namespace) -> int:
     if getattr(args, "track", None):
         args._parser.error("--onnx runs on images; tracking videos needs the PyTorch model")
     paths = collect_images(args.inputs)
+    apply_limit_arguments(args)
     try:
         detector = OnnxDetector(args.onnx, providers=_providers(args.device))
     except ImportError as e:
@@ -92,10 +95,16 @@ def run_onnx(args: argparse.Namespace) -> int:
 
         image_ids = ground_truth_ids(args.gt, paths)
     predictor = OnnxPredictor(detector, args.conf)
-    done, failures = predict_images(
-        predictor, metadata, paths, args.out, image_ids=image_ids, labels=not args.no_labels
+    failures = FailureLog(args.out, what="image")
+    done, _ = predict_images(
+        predictor,
+        metadata,
+        paths,
+        args.out,
+        image_ids=image_ids,
+        labels=not args.no_labels,
+        failures=failures,
+        max_draw_size=args.max_draw_size,
     )
     print(f"wrote {done} image(s) and results.json to {args.out}")
-    if failures:
-        raise CommandError(f"{len(failures)} image(s) failed: " + "; ".join(failures))
-    return 0
+    return failures.finish()
