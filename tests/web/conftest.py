@@ -54,19 +54,3 @@ def detector_files(tmp_path_factory) -> tuple[Path, Path]:
     weights = folder / "tiny.pth"
     torch.save({"model": build_model(cfg).state_dict()}, weights)
     return config, weights
-
-
-def make_app(images: Path, annotations: Path, checkpoint: Path | None, **extra):
-    """The app exactly as `masktron serve` builds it from its arguments."""
-    import argparse
-
-    from masktron.cli import serve
-
-    parser = argparse.ArgumentParser()
-    serve.add_arguments(parser)
-    argv = ["--images", str(images), "--annotations", str(annotations), "--device", "cpu"]
-    if checkpoint is not None:
-        argv += ["--checkpoint", str(checkpoint)]
-    for key, value in extra.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
-    return serve.build_app(parser.parse_args(argv))

@@ -12,10 +12,12 @@ import pytest
 
 pytest.importorskip("starlette", reason="the web extra (pip install masktron[web]) is missing")
 pytest.importorskip("starlette.testclient", reason="TestClient needs httpx2 (the test extra)")
-from conftest import make_app  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from masktron.cli.main import main  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from web_helpers import make_app  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 from test_cli_train import restore_logging_and_threads  # noqa: E402, F401 (a fixture)
