@@ -58,7 +58,8 @@ class CocoGroundTruth:
         self.has_annotations = "annotations" in dataset
         self._apis: dict[str, Any] = {}
         self._checked: set[str] = set()
-        # hotcoco takes non-negative integer ids only; other ids are renumbered for it
+        # hotcoco takes non-negative integer ids only, pycocotools numeric annotation ids:
+        # other ids are renumbered for the engines
         self.image_map = _int_id_map([im["id"] for im in dataset["images"]])
         self.cat_map = _int_id_map([c["id"] for c in dataset["categories"]])
 
@@ -120,20 +121,16 @@ class CocoGroundTruth:
                 from pycocotools.coco import COCO
 
                 api = COCO()  # pycocotools adds keys to the annotations: give it a copy
-                api.dataset = copy.deepcopy(
-                    {**self.dataset, "annotations": self.dataset.get("annotations", [])}
-                )
+                api.dataset = copy.deepcopy(self._engine_dataset())
                 with contextlib.redirect_stdout(io.StringIO()):
                     api.createIndex()
                 self._apis[engine] = api
         return self._apis[engine]
 
-    def engine_ids(self, engine: str, ids: Sequence[Any], kind: str) -> list[Any]:
-        """Image ("image") or category ("category") ids as the engine knows them."""
+    def engine_ids(self, ids: Sequence[Any], kind: str) -> list[Any]:
+        """Image ("image") or category ("category") ids as the engines know them."""
         mapping = self.image_map if kind == "image" else self.cat_map
-        if engine != "hotcoco" or mapping is None:
-            return list(ids)
-        return [mapping[i] for i in ids]
+        return list(ids) if mapping is None else [mapping[i] for i in ids]
 
 
 def _sort_key(value: Any) -> tuple[str, Any]:
@@ -167,24 +164,26 @@ class CocoEvalArrays:
 def _engine_results(gt: CocoGroundTruth, dets: CheckedResults, engine: str) -> Any:
     """The engine's `loadRes` of checked results."""
     coco_gt = gt.api(engine)
+    image_ids = gt.engine_ids(dets.image_ids, "image")
+    cat_ids = gt.engine_ids(dets.category_ids, "category")
+    results = None
+    if gt.image_map is not None or gt.cat_map is not None or engine == "pycocotools":
+        results = dets.to_dicts()
+        for r, image_id, cat_id in zip(results, image_ids, cat_ids):
+            r["image_id"], r["category_id"] = image_id, cat_id
     if engine == "hotcoco":
-        image_ids = gt.engine_ids(engine, dets.image_ids, "image")
-        cat_ids = gt.engine_ids(engine, dets.category_ids, "category")
         if dets.boxes is not None and dets.keypoints is None:
             # (N, 7) [image_id, x, y, w, h, score, category_id]: no dict per result
             columns = [np.asarray(image_ids, np.float64)[:, None], dets.boxes]
             columns += [dets.scores[:, None], np.asarray(cat_ids, np.float64)[:, None]]
             array = np.concatenate(columns, axis=1).reshape(len(dets), 7)
             return coco_gt.loadRes(array, segmentation=dets.segmentations)
-        results = dets.to_dicts()
-        for r, image_id, cat_id in zip(results, image_ids, cat_ids):
-            r["image_id"], r["category_id"] = image_id, cat_id
-        return coco_gt.loadRes(results)
+        return coco_gt.loadRes(results if results is not None else dets.to_dicts())
     from pycocotools.coco import COCO
 
     with contextlib.redirect_stdout(io.StringIO()):
-        if len(dets):
-            return coco_gt.loadRes(dets.to_dicts())
+        if results:
+            return coco_gt.loadRes(results)
         empty = COCO()  # pycocotools' loadRes cannot read an empty list; an empty set is valid
         empty.dataset = {
             "images": coco_gt.dataset["images"],
@@ -221,7 +220,7 @@ def run_cocoeval(
     if max_dets is not None:
         evaluator.params.maxDets = list(max_dets)
     if img_ids is not None:
-        evaluator.params.imgIds = gt.engine_ids(engine, img_ids, "image")
+        evaluator.params.imgIds = gt.engine_ids(img_ids, "image")
     if kpt_oks_sigmas is not None:
         sigmas = np.asarray(kpt_oks_sigmas, dtype=np.float64)
         evaluator.params.kpt_oks_sigmas = sigmas if engine == "pycocotools" else sigmas.tolist()
@@ -231,7 +230,7 @@ def run_cocoeval(
     params = evaluator.params
     engine_cats = list(params.catIds)
     cats = engine_cats
-    if engine == "hotcoco" and gt.cat_map is not None:
+    if gt.cat_map is not None:
         back = {v: k for k, v in gt.cat_map.items()}
         cats = [back[c] for c in engine_cats]
     return CocoEvalArrays(

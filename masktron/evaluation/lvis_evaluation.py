@@ -43,8 +43,8 @@ def run_lvis_eval(
     results = dets.to_dicts()
     for r, image_id, cat_id in zip(
         results,
-        gt.engine_ids("hotcoco", dets.image_ids, "image"),
-        gt.engine_ids("hotcoco", dets.category_ids, "category"),
+        gt.engine_ids(dets.image_ids, "image"),
+        gt.engine_ids(dets.category_ids, "category"),
     ):
         r["image_id"], r["category_id"] = image_id, cat_id
     # the top `max_dets` detections of each image over all categories, as lvis-api keeps them
