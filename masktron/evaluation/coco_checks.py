@@ -12,8 +12,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import operator
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from masktron.evaluation.rle import check_compressed_rles, check_rle_size
 
 _SHOW = 8  # how many offending ids an error message lists
 NUMBER_TYPES = frozenset({int, float})
+_ANNOTATION_FIELDS = operator.itemgetter("id", "image_id", "category_id", "bbox", "area")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -54,7 +56,7 @@ def check_box(box: Any, where: str) -> list[float]:
     return [float(v) for v in box]
 
 
-def box_array(boxes: list[Any]) -> np.ndarray | None:
+def box_array(boxes: Sequence[Any]) -> np.ndarray | None:
     """(N, 4) float64 when all are 4 finite numbers [x, y, w, h] with w, h >= 0, else None.
 
     Checked at once (numbers as numpy reads them, as pycocotools does).
@@ -100,15 +102,13 @@ def _check_images_and_categories(dataset: Mapping, source: str) -> tuple[set, se
 
 def _annotations_ok(annotations: list, image_ids: set, cat_ids: set) -> bool:
     """The fast check of every annotation at once; False means: look one by one."""
-    try:
-        ids = [a["id"] for a in annotations]
-        on_images = {a["image_id"] for a in annotations}
-        of_cats = {a["category_id"] for a in annotations}
-        boxes = [a["bbox"] for a in annotations]
-        areas = [a["area"] for a in annotations]
+    if not annotations:
+        return True
+    try:  # one pass over the dicts, then columns
+        ids, images, cats, boxes, areas = zip(*map(_ANNOTATION_FIELDS, annotations))
     except (KeyError, TypeError):
         return False
-    if len(set(ids)) != len(ids) or not on_images <= image_ids or not of_cats <= cat_ids:
+    if len(set(ids)) != len(ids) or not set(images) <= image_ids or not set(cats) <= cat_ids:
         return False
     if not set(map(type, areas)) <= NUMBER_TYPES:
         return False

@@ -7,6 +7,7 @@ entries are walked one by one only to name the first bad one.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ _SIZE_HINT = (
     ". The results' image_id must be the ground truth's id of the same image: were they "
     "written for this ground truth (masktron predict --gt GT.json writes its ids)?"
 )
+_FIELDS = operator.itemgetter(*_KEYS)
 
 
 @dataclass
@@ -74,8 +76,11 @@ def _first_bad(results: list, source: str, test: Any, message: str) -> None:
 
 
 def _columns(results: list, source: str) -> tuple[list, list, list]:
-    try:
-        return tuple([r[key] for r in results] for key in _KEYS)  # type: ignore[return-value]
+    if not results:
+        return [], [], []
+    try:  # one pass over the dicts, then columns
+        image_ids, category_ids, scores = zip(*map(_FIELDS, results))
+        return list(image_ids), list(category_ids), list(scores)
     except (KeyError, TypeError, IndexError):
         pass
     for i, r in enumerate(results):
