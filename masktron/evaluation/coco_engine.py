@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import itertools
+import operator
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,10 +27,11 @@ from masktron.evaluation.coco_checks import (
     check_gt_segmentations,
     read_json,
 )
-from masktron.evaluation.engine import hotcoco, resolve_engine
+from masktron.evaluation.engine import hotcoco, paused_gc, resolve_engine
 from masktron.evaluation.results_checks import CheckedResults, check_detections
 
 IOU_TYPES = ("bbox", "segm", "keypoints")
+_ENGINE_FIELDS = operator.itemgetter("id", "image_id", "category_id", "bbox", "area")
 _AREA_SUFFIX = {"all": "", "small": "s", "medium": "m", "large": "l"}
 
 
@@ -56,7 +59,7 @@ class CocoGroundTruth:
         self.cat_ids = sorted((c["id"] for c in dataset["categories"]), key=_sort_key)
         self.cat_names = {c["id"]: str(c["name"]) for c in dataset["categories"]}
         self.has_annotations = "annotations" in dataset
-        self._apis: dict[str, Any] = {}
+        self._apis: dict[tuple[str, str], Any] = {}
         self._checked: set[str] = set()
         # hotcoco takes non-negative integer ids only, pycocotools numeric annotation ids:
         # other ids are renumbered for the engines
@@ -112,11 +115,18 @@ class CocoGroundTruth:
         ]
         return data
 
-    def api(self, engine: str) -> Any:
-        """The engine's `COCO` object for this ground truth (built on first use)."""
-        if engine not in self._apis:
-            if engine == "hotcoco":
-                self._apis[engine] = hotcoco.COCO(self._engine_dataset())
+    def api(self, engine: str, iou_type: str = "keypoints") -> Any:
+        """The engine's `COCO` object for this ground truth and task (built on first use).
+
+        hotcoco builds box and mask tasks from columns (`COCO.from_arrays`: no dict per
+        annotation, no polygons parsed for box AP) and keypoints from the dicts.
+        """
+        key = (engine, iou_type if engine == "hotcoco" and iou_type in ("bbox", "segm") else "")
+        if key not in self._apis:
+            if engine == "hotcoco" and key[1]:
+                self._apis[key] = self._hotcoco_from_columns(with_masks=iou_type == "segm")
+            elif engine == "hotcoco":
+                self._apis[key] = hotcoco.COCO(self._engine_dataset())
             else:
                 from pycocotools.coco import COCO
 
@@ -124,8 +134,26 @@ class CocoGroundTruth:
                 api.dataset = copy.deepcopy(self._engine_dataset())
                 with contextlib.redirect_stdout(io.StringIO()):
                     api.createIndex()
-                self._apis[engine] = api
-        return self._apis[engine]
+                self._apis[key] = api
+        return self._apis[key]
+
+    def _hotcoco_from_columns(self, with_masks: bool) -> Any:
+        data = self._engine_dataset()
+        anns = data["annotations"]
+        n = len(anns)
+        columns = list(zip(*map(_ENGINE_FIELDS, anns))) or [()] * 5
+        ids, image_ids, cat_ids, boxes, areas = columns
+        return hotcoco.COCO.from_arrays(
+            data["images"],
+            data["categories"],
+            np.array(image_ids, dtype=np.int64),
+            np.array(cat_ids, dtype=np.int64),
+            np.fromiter(itertools.chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4),
+            ids=np.array(ids, dtype=np.int64),
+            area=np.array(areas, dtype=np.float64),
+            iscrowd=np.array([a.get("iscrowd", 0) for a in anns], dtype=np.int64),
+            segmentation=[a["segmentation"] for a in anns] if with_masks else None,
+        )
 
     def engine_ids(self, ids: Sequence[Any], kind: str) -> list[Any]:
         """Image ("image") or category ("category") ids as the engines know them."""
@@ -161,9 +189,9 @@ class CocoEvalArrays:
     max_dets: list[int]
 
 
-def _engine_results(gt: CocoGroundTruth, dets: CheckedResults, engine: str) -> Any:
+def _engine_results(gt: CocoGroundTruth, dets: CheckedResults, engine: str, iou_type: str) -> Any:
     """The engine's `loadRes` of checked results."""
-    coco_gt = gt.api(engine)
+    coco_gt = gt.api(engine, iou_type)
     image_ids = gt.engine_ids(dets.image_ids, "image")
     cat_ids = gt.engine_ids(dets.category_ids, "category")
     results = None
@@ -210,13 +238,13 @@ def run_cocoeval(
     COCO's 17 person sigmas.
     """
     engine = resolve_engine(engine)
-    coco_dt = _engine_results(gt, dets, engine)
+    coco_dt = _engine_results(gt, dets, engine, iou_type)
     if engine == "hotcoco":
-        evaluator = hotcoco.COCOeval(gt.api(engine), coco_dt, iou_type)
+        evaluator = hotcoco.COCOeval(gt.api(engine, iou_type), coco_dt, iou_type)
     else:
         from pycocotools.cocoeval import COCOeval
 
-        evaluator = COCOeval(gt.api(engine), coco_dt, iou_type)
+        evaluator = COCOeval(gt.api(engine, iou_type), coco_dt, iou_type)
     if max_dets is not None:
         evaluator.params.maxDets = list(max_dets)
     if img_ids is not None:
@@ -337,52 +365,53 @@ def coco_evaluate(
             unknown categories, malformed RLE, ...), naming the file and the entry;
             FileNotFoundError.
     """
-    if iou_type not in IOU_TYPES:
-        raise ValueError(f"iou_type must be one of {', '.join(IOU_TYPES)}, got {iou_type!r}")
-    if max_dets is not None:
-        max_dets = check_max_dets(max_dets)
-    elif iou_type != "keypoints":
-        max_dets = [1, 10, 100]
-    engine = resolve_engine(backend)
-    gt = CocoGroundTruth.load(gt_json)
-    if not gt.has_annotations:
-        raise ValueError(f"{gt.source} has no 'annotations' (a test set?): nothing to evaluate")
-    gt.check_task(iou_type)
-    if isinstance(detections, (str, os.PathLike)):
-        source, detections = os.fspath(detections), read_json(detections)
-    else:
-        source = "results"
-    checked = check_detections(
-        detections,
-        image_sizes=gt.image_sizes,
-        cat_ids=gt.cat_ids,
-        iou_type=iou_type,
-        source=source,
-        num_keypoints=gt.num_keypoints if iou_type == "keypoints" else None,
-    )
-    check_kpt_sigmas(kpt_oks_sigmas, gt, iou_type)
-    if img_ids is not None:
-        unknown = [i for i in img_ids if i not in gt.image_sizes]
-        if unknown:
-            raise ValueError(f"img_ids not in {gt.source}: {unknown[:8]}")
-    accumulated = run_cocoeval(
-        gt,
-        checked,
-        iou_type,
-        engine=engine,
-        max_dets=max_dets,
-        img_ids=img_ids,
-        kpt_oks_sigmas=kpt_oks_sigmas,
-    )
-    if arrays is not None:
-        arrays[iou_type] = accumulated
-    results = summarize(accumulated, iou_type)
-    names = [gt.cat_names[c] for c in accumulated.cat_ids]
-    for cat_id, ap in per_category_ap(accumulated).items():
-        name = gt.cat_names[cat_id]
-        key = f"AP-{name}" if names.count(name) == 1 else f"AP-{name} ({cat_id})"
-        results[key] = ap
-    return results
+    with paused_gc():
+        if iou_type not in IOU_TYPES:
+            raise ValueError(f"iou_type must be one of {', '.join(IOU_TYPES)}, got {iou_type!r}")
+        if max_dets is not None:
+            max_dets = check_max_dets(max_dets)
+        elif iou_type != "keypoints":
+            max_dets = [1, 10, 100]
+        engine = resolve_engine(backend)
+        gt = CocoGroundTruth.load(gt_json)
+        if not gt.has_annotations:
+            raise ValueError(f"{gt.source} has no 'annotations' (a test set?): nothing to evaluate")
+        gt.check_task(iou_type)
+        if isinstance(detections, (str, os.PathLike)):
+            source, detections = os.fspath(detections), read_json(detections)
+        else:
+            source = "results"
+        checked = check_detections(
+            detections,
+            image_sizes=gt.image_sizes,
+            cat_ids=gt.cat_ids,
+            iou_type=iou_type,
+            source=source,
+            num_keypoints=gt.num_keypoints if iou_type == "keypoints" else None,
+        )
+        check_kpt_sigmas(kpt_oks_sigmas, gt, iou_type)
+        if img_ids is not None:
+            unknown = [i for i in img_ids if i not in gt.image_sizes]
+            if unknown:
+                raise ValueError(f"img_ids not in {gt.source}: {unknown[:8]}")
+        accumulated = run_cocoeval(
+            gt,
+            checked,
+            iou_type,
+            engine=engine,
+            max_dets=max_dets,
+            img_ids=img_ids,
+            kpt_oks_sigmas=kpt_oks_sigmas,
+        )
+        if arrays is not None:
+            arrays[iou_type] = accumulated
+        results = summarize(accumulated, iou_type)
+        names = [gt.cat_names[c] for c in accumulated.cat_ids]
+        for cat_id, ap in per_category_ap(accumulated).items():
+            name = gt.cat_names[cat_id]
+            key = f"AP-{name}" if names.count(name) == 1 else f"AP-{name} ({cat_id})"
+            results[key] = ap
+        return results
 
 
 COCO_PERSON_SIGMAS = 17  # COCO's keypoint sigmas are for its 17 person keypoints

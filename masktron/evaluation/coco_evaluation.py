@@ -22,7 +22,7 @@ from masktron.evaluation.coco_engine import (
     run_cocoeval,
     summarize,
 )
-from masktron.evaluation.engine import resolve_engine
+from masktron.evaluation.engine import paused_gc, resolve_engine
 from masktron.evaluation.evaluator import DatasetEvaluator, gather_to_main
 from masktron.evaluation.proposal_recall import box_proposal_metrics
 from masktron.evaluation.results_checks import CheckedResults, check_detections
@@ -297,18 +297,19 @@ class COCOEvaluator(DatasetEvaluator):
         )
 
     def _evaluate_task(self, results: list[dict], task: str, img_ids: Any) -> dict[str, float]:
-        clean = self._checked(results, task)
-        check_kpt_sigmas(self._kpt_oks_sigmas, self._gt, task)
-        arrays = run_cocoeval(
-            self._gt,
-            clean,
-            task,
-            engine=self._backend,
-            # keypoints keep COCO's limit of 20 per image, as in Detectron2
-            max_dets=None if task == "keypoints" else self._max_dets,
-            img_ids=img_ids,
-            kpt_oks_sigmas=self._kpt_oks_sigmas,
-        )
+        with paused_gc():
+            clean = self._checked(results, task)
+            check_kpt_sigmas(self._kpt_oks_sigmas, self._gt, task)
+            arrays = run_cocoeval(
+                self._gt,
+                clean,
+                task,
+                engine=self._backend,
+                # keypoints keep COCO's limit of 20 per image, as in Detectron2
+                max_dets=None if task == "keypoints" else self._max_dets,
+                img_ids=img_ids,
+                kpt_oks_sigmas=self._kpt_oks_sigmas,
+            )
         self.arrays[task] = arrays
         summary = summarize(arrays, task)
         res = {k: summary[k] for k in _MAIN_METRICS[task]}

@@ -20,7 +20,7 @@ from typing import Any
 from masktron.evaluation.coco_checks import read_json
 from masktron.evaluation.coco_engine import CocoEvalArrays, CocoGroundTruth, per_category_ap
 from masktron.evaluation.coco_evaluation import COCOEvaluator
-from masktron.evaluation.engine import require_hotcoco
+from masktron.evaluation.engine import paused_gc, require_hotcoco
 from masktron.evaluation.results_checks import CheckedResults, check_detections
 from masktron.evaluation.table import create_small_table
 
@@ -39,7 +39,7 @@ def run_lvis_eval(
         ({"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR@300", ...}, arrays).
     """
     hotcoco = require_hotcoco("LVIS evaluation")
-    coco_gt = gt.api("hotcoco")
+    coco_gt = gt.api("hotcoco", iou_type)
     results = dets.to_dicts()
     for r, image_id, cat_id in zip(
         results,
@@ -109,23 +109,28 @@ def lvis_evaluate(
         {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR@300", "ARs@300",
         "ARm@300", "ARl@300", "AP-<category name>"...}.
     """
-    if iou_type not in ("bbox", "segm"):
-        raise ValueError(f"LVIS iou_type must be bbox or segm, got {iou_type!r}")
-    gt = CocoGroundTruth.load(gt_json)
-    check_lvis_ground_truth(gt)
-    gt.check_task(iou_type)
-    source = "results"
-    if isinstance(detections, (str, os.PathLike)):
-        source, detections = os.fspath(detections), read_json(detections)
-    checked = check_detections(
-        detections, image_sizes=gt.image_sizes, cat_ids=gt.cat_ids, iou_type=iou_type, source=source
-    )
-    figures, accumulated = run_lvis_eval(gt, checked, iou_type, max_dets=max_dets)
-    if arrays is not None:
-        arrays[iou_type] = accumulated
-    for cat_id, ap in per_category_ap(accumulated).items():
-        figures[f"AP-{gt.cat_names[cat_id]}"] = ap
-    return figures
+    with paused_gc():
+        if iou_type not in ("bbox", "segm"):
+            raise ValueError(f"LVIS iou_type must be bbox or segm, got {iou_type!r}")
+        gt = CocoGroundTruth.load(gt_json)
+        check_lvis_ground_truth(gt)
+        gt.check_task(iou_type)
+        source = "results"
+        if isinstance(detections, (str, os.PathLike)):
+            source, detections = os.fspath(detections), read_json(detections)
+        checked = check_detections(
+            detections,
+            image_sizes=gt.image_sizes,
+            cat_ids=gt.cat_ids,
+            iou_type=iou_type,
+            source=source,
+        )
+        figures, accumulated = run_lvis_eval(gt, checked, iou_type, max_dets=max_dets)
+        if arrays is not None:
+            arrays[iou_type] = accumulated
+        for cat_id, ap in per_category_ap(accumulated).items():
+            figures[f"AP-{gt.cat_names[cat_id]}"] = ap
+        return figures
 
 
 class LVISEvaluator(COCOEvaluator):
@@ -170,8 +175,9 @@ class LVISEvaluator(COCOEvaluator):
         return mapping
 
     def _evaluate_task(self, results: list[dict], task: str, img_ids: Any) -> dict[str, float]:
-        checked = self._checked(results, task)
-        figures, arrays = run_lvis_eval(self._gt, checked, task, max_dets=self._lvis_max_dets)
+        with paused_gc():
+            checked = self._checked(results, task)
+            figures, arrays = run_lvis_eval(self._gt, checked, task, max_dets=self._lvis_max_dets)
         self.arrays[task] = arrays
         res = {k: figures[k] for k in LVIS_METRICS}
         logger.info("Evaluation results for %s:\n%s", task, create_small_table(res))
