@@ -324,6 +324,23 @@ def check_max_dets(max_dets: Sequence[int]) -> list[int]:
     return max_dets
 
 
+def check_results(
+    gt: CocoGroundTruth, detections: str | os.PathLike | list[dict[str, Any]], iou_type: str
+) -> CheckedResults:
+    """COCO results (a list of dicts or a JSON path) checked against `gt` for `iou_type`."""
+    source = "results"
+    if isinstance(detections, (str, os.PathLike)):
+        source, detections = os.fspath(detections), read_json(detections)
+    return check_detections(
+        detections,
+        image_sizes=gt.image_sizes,
+        cat_ids=gt.cat_ids,
+        iou_type=iou_type,
+        source=source,
+        num_keypoints=gt.num_keypoints if iou_type == "keypoints" else None,
+    )
+
+
 def coco_evaluate(
     gt_json: str | os.PathLike | Mapping | CocoGroundTruth,
     detections: str | os.PathLike | list[dict[str, Any]],
@@ -377,18 +394,7 @@ def coco_evaluate(
         if not gt.has_annotations:
             raise ValueError(f"{gt.source} has no 'annotations' (a test set?): nothing to evaluate")
         gt.check_task(iou_type)
-        if isinstance(detections, (str, os.PathLike)):
-            source, detections = os.fspath(detections), read_json(detections)
-        else:
-            source = "results"
-        checked = check_detections(
-            detections,
-            image_sizes=gt.image_sizes,
-            cat_ids=gt.cat_ids,
-            iou_type=iou_type,
-            source=source,
-            num_keypoints=gt.num_keypoints if iou_type == "keypoints" else None,
-        )
+        checked = check_results(gt, detections, iou_type)
         check_kpt_sigmas(kpt_oks_sigmas, gt, iou_type)
         if img_ids is not None:
             unknown = [i for i in img_ids if i not in gt.image_sizes]

@@ -17,11 +17,15 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from masktron.evaluation.coco_checks import read_json
-from masktron.evaluation.coco_engine import CocoEvalArrays, CocoGroundTruth, per_category_ap
+from masktron.evaluation.coco_engine import (
+    CocoEvalArrays,
+    CocoGroundTruth,
+    check_results,
+    per_category_ap,
+)
 from masktron.evaluation.coco_evaluation import COCOEvaluator
 from masktron.evaluation.engine import paused_gc, require_hotcoco
-from masktron.evaluation.results_checks import CheckedResults, check_detections
+from masktron.evaluation.results_checks import CheckedResults
 from masktron.evaluation.table import create_small_table
 
 logger = logging.getLogger(__name__)
@@ -115,16 +119,7 @@ def lvis_evaluate(
         gt = CocoGroundTruth.load(gt_json)
         check_lvis_ground_truth(gt)
         gt.check_task(iou_type)
-        source = "results"
-        if isinstance(detections, (str, os.PathLike)):
-            source, detections = os.fspath(detections), read_json(detections)
-        checked = check_detections(
-            detections,
-            image_sizes=gt.image_sizes,
-            cat_ids=gt.cat_ids,
-            iou_type=iou_type,
-            source=source,
-        )
+        checked = check_results(gt, detections, iou_type)
         figures, accumulated = run_lvis_eval(gt, checked, iou_type, max_dets=max_dets)
         if arrays is not None:
             arrays[iou_type] = accumulated
