@@ -42,12 +42,14 @@ def read_metric_series(metrics_json: str | os.PathLike) -> Series:
     return dict(series)
 
 
-def _draw_panel(draw: ImageDraw.ImageDraw, top: int, title: str, curves: Series) -> None:
+def _draw_panel(
+    draw: ImageDraw.ImageDraw, top: int, title: str, curves: Series, x_range: tuple[int, int]
+) -> None:
     left, mtop, right, bottom = _MARGIN
     x0, y0 = left, top + mtop
     x1, y1 = _PANEL[0] - right, top + _PANEL[1] - bottom
     points = [p for values in curves.values() for p in values]
-    lo_x, hi_x = min(p[0] for p in points), max(p[0] for p in points)
+    lo_x, hi_x = x_range
     lo_y, hi_y = min(p[1] for p in points), max(p[1] for p in points)
     hi_x, hi_y = max(hi_x, lo_x + 1), hi_y if hi_y > lo_y else lo_y + 1.0
 
@@ -91,8 +93,10 @@ def plot_metrics(metrics_json: str | os.PathLike, png: str | os.PathLike) -> boo
         return False
     image = Image.new("RGB", (_PANEL[0], _PANEL[1] * len(panels)), (255, 255, 255))
     draw = ImageDraw.Draw(image)
+    iterations = [it for _, curves in panels for values in curves.values() for it, _ in values]
+    x_range = (min(iterations), max(iterations))  # one iteration axis for every panel
     for i, (title, curves) in enumerate(panels):
-        _draw_panel(draw, i * _PANEL[1], title, curves)
+        _draw_panel(draw, i * _PANEL[1], title, curves, x_range)
     with atomic_open(png, "wb") as f:
         image.save(f, format="PNG")
     return True
