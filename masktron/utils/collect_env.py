@@ -12,7 +12,7 @@ import torch
 
 __all__ = ["collect_env_info"]
 
-_PACKAGES = ("masktron", "torchvision", "omegaconf", "pycocotools", "faster-coco-eval", "Pillow")
+_PACKAGES = ("masktron", "torchvision", "omegaconf", "pycocotools", "hotcoco", "Pillow")
 
 
 def _version(package: str) -> str:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from masktron.evaluation import coco_evaluate
@@ -73,3 +74,31 @@ def test_without_hotcoco_pycocotools_takes_over():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_cocoeval_opt_takes_pycocotools_objects(coco_sample, iou_type):
+    """Detectron2's `fast_eval_api.COCOeval_opt(coco_gt, coco_gt.loadRes(results), iou_type)`."""
+    import contextlib
+    import copy
+    import io
+
+    from eval_helpers import load_gt, noisy_detections, pycocotools_reference
+    from pycocotools.coco import COCO
+
+    from masktron.evaluation.fast_eval_api import COCOeval_opt
+
+    path, gt = load_gt(coco_sample, "val")
+    dets = noisy_detections(gt, seed=13)
+    if iou_type == "segm":  # as Detectron2 passes them: mask areas decide the size
+        dets = [{k: v for k, v in d.items() if k != "bbox"} for d in dets]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(path)
+        evaluator = COCOeval_opt(coco_gt, coco_gt.loadRes(copy.deepcopy(dets)), iou_type)
+        evaluator.params.maxDets = [1, 10, 100]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    reference = pycocotools_reference(gt, dets, iou_type)
+    assert np.allclose(evaluator.stats, reference.stats, atol=1e-12, rtol=0)
+    assert np.allclose(evaluator.eval["precision"], reference.eval["precision"], atol=1e-12)
