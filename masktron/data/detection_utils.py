@@ -40,6 +40,7 @@ from masktron.structures import (
 )
 
 __all__ = [
+    "CropError",
     "ImageReadError",
     "SizeMismatchError",
     "annotations_to_instances",
@@ -219,8 +220,11 @@ def _bit_masks(segms: list[Any], image_size: tuple[int, int]) -> BitMasks:
             raise ValueError(
                 f"cannot make a bit mask from a segmentation of type {type(segm).__name__}"
             )
-    for m in masks:
-        _check_mask_size(m, image_size)
+    # As Detectron2, masks are stacked as they are (a mask of another size than the image, e.g.
+    # an untransformed RLE, is kept); they must agree with each other.
+    sizes = {tuple(m.shape[:2]) for m in masks}
+    if len(sizes) > 1:
+        raise ValueError(f"the segmentation masks of one image have different sizes: {sizes}")
     stacked = np.stack(masks)  # (N, H, W)
     if stacked.dtype != np.bool_:
         stacked = stacked != 0
@@ -296,6 +300,10 @@ def build_augmentation(cfg: Any, is_train: bool) -> list[T.Augmentation]:
 build_transform_gen = build_augmentation
 
 
+class CropError(ValueError, AssertionError):
+    """An impossible instance-centred crop."""
+
+
 def gen_crop_transform_with_instance(
     crop_size: Sequence[int], image_size: Sequence[int], instance: dict
 ) -> T.CropTransform:
@@ -303,7 +311,8 @@ def gen_crop_transform_with_instance(
     of `instance`'s box (Detectron2's function, used by instance-aware crops).
 
     Raises:
-        ValueError: the box centre lies outside the image, or the crop is larger than it.
+        CropError: the box centre lies outside the image, or the crop is larger than it (a
+            ValueError, and an AssertionError as Detectron2 raises there).
     """
     crop = np.asarray(crop_size, dtype=np.int64)
     size = np.asarray(image_size, dtype=np.int64)
@@ -312,9 +321,9 @@ def gen_crop_transform_with_instance(
     )
     center = np.array([(y0 + y1) * 0.5, (x0 + x1) * 0.5])  # (y, x)
     if (center > size).any():
-        raise ValueError(f"the instance's box centre {center[::-1]} is outside the image {size}")
+        raise CropError(f"the instance's box centre {center[::-1]} is outside the image {size}")
     if (crop > size).any():
-        raise ValueError(f"crop size {tuple(crop)} is larger than the image size {tuple(size)}")
+        raise CropError(f"crop size {tuple(crop)} is larger than the image size {tuple(size)}")
     low = np.maximum(np.floor(center).astype(np.int64) - crop, 0)
     high = np.minimum(np.maximum(size - crop, 0), np.ceil(center).astype(np.int64))
     top = np.random.randint(low[0], high[0] + 1)

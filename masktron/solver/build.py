@@ -108,20 +108,27 @@ def get_default_optimizer_params(
     return reduce_param_groups(groups)
 
 
-def reduce_param_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge groups with identical hyper-parameters (fewer groups, faster foreach kernels).
-
-    A parameter listed in several groups takes the hyper-parameters of the last one.
-    """
-    per_param: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
+def _expand_param_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One group per parameter (in first-seen order), with the hyper-parameters of every group
+    that lists it, later groups winning."""
+    per_param: dict[int, tuple[Any, dict[str, Any]]] = {}
     for group in groups:
         hyper = {k: v for k, v in group.items() if k != "params"}
         for p in group["params"]:
             old = per_param.get(id(p), (p, {}))[1]
             per_param[id(p)] = (p, {**old, **hyper})
-    merged: dict[tuple, list[torch.Tensor]] = {}
-    for p, hyper in per_param.values():
-        merged.setdefault(tuple(sorted(hyper.items())), []).append(p)
+    return [{"params": [p], **hyper} for p, hyper in per_param.values()]
+
+
+def reduce_param_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge groups with identical hyper-parameters (fewer groups, faster foreach kernels).
+
+    A parameter listed in several groups takes the hyper-parameters of the last one.
+    """
+    merged: dict[tuple, list[Any]] = {}
+    for group in _expand_param_groups(groups):
+        hyper = tuple(sorted((k, v) for k, v in group.items() if k != "params"))
+        merged.setdefault(hyper, []).extend(group["params"])
     return [{**dict(key), "params": params} for key, params in merged.items()]
 
 

@@ -98,3 +98,15 @@ def test_pil_color_transform_and_crop_orientation():
         (out,) = T.CropTransform(0, 0, 4, 4).apply_polygons([poly.copy()])
         x, y = out[:, 0], out[:, 1]
         assert float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)) < 0
+
+
+def test_masks_of_another_size_than_the_image_are_kept():
+    mask = np.ones((30, 40), np.uint8)
+    anno = {"bbox": [0, 0, 4, 4], "bbox_mode": utils.BoxMode.XYXY_ABS, "category_id": 0}
+    annos = [dict(anno, segmentation=mask), dict(anno, segmentation=mask)]
+    inst = utils.annotations_to_instances(annos, (60, 40), mask_format="bitmask")
+    assert inst.gt_masks.tensor.shape == (2, 30, 40)  # stacked as they are, as Detectron2
+    with pytest.raises(ValueError, match="different sizes"):
+        utils.annotations_to_instances(
+            [annos[0], dict(anno, segmentation=np.ones((5, 5), np.uint8))], (60, 40), "bitmask"
+        )

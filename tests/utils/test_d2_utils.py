@@ -53,3 +53,23 @@ def test_crop_around_an_instance():
         assert crop.x0 + 32 <= 100 and crop.y0 + 16 <= 60
     with pytest.raises(ValueError, match="larger than the image"):
         gen_crop_transform_with_instance((80, 32), (60, 100), instance)
+
+
+def test_impossible_crop_is_an_assertion_error_too():
+    instance = {"bbox": [10, 10, 100, 100], "bbox_mode": BoxMode.XYXY_ABS}
+    with pytest.raises(AssertionError):  # what Detectron2 code catches
+        gen_crop_transform_with_instance((10, 10), (15, 15), instance)
+
+
+def test_optimizer_groups_expand_then_merge():
+    from masktron.solver.build import _expand_param_groups, reduce_param_groups
+
+    groups = [{"params": ["a", "b"], "lr": 1.0}, {"params": ["b"], "lr": 2.0, "wd": 0.0}]
+    assert _expand_param_groups(groups) == [
+        {"params": ["a"], "lr": 1.0},
+        {"params": ["b"], "lr": 2.0, "wd": 0.0},
+    ]
+    assert reduce_param_groups(groups + [{"params": ["c"], "lr": 1.0}]) == [
+        {"lr": 1.0, "params": ["a", "c"]},
+        {"lr": 2.0, "wd": 0.0, "params": ["b"]},
+    ]
