@@ -1,5 +1,6 @@
 """Layers: thin typed wrappers over torchvision ops and the small modules the models share."""
 
+from masktron.layers.blocks import ASPP, DepthwiseSeparableConv2d
 from masktron.layers.conv import Conv2d, c2_msra_fill, c2_xavier_fill, conv3x3_norm_relu
 from masktron.layers.frozen_bn import FrozenBatchNorm2d, LayerNorm2d, get_norm
 from masktron.layers.losses import ciou_loss, diou_loss
@@ -21,6 +22,8 @@ from masktron.layers.tensor_ops import (
 )
 
 __all__ = [
+    "ASPP",
+    "DepthwiseSeparableConv2d",
     "BatchNorm2d",
     "ConvTranspose2d",
     "Linear",

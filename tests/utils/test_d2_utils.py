@@ -73,3 +73,22 @@ def test_optimizer_groups_expand_then_merge():
         {"lr": 1.0, "params": ["a", "c"]},
         {"lr": 2.0, "wd": 0.0, "params": ["b"]},
     ]
+
+
+def test_depthwise_separable_conv_and_aspp():
+    from torch.nn import functional as F
+
+    from masktron.layers import ASPP, DepthwiseSeparableConv2d
+
+    conv = DepthwiseSeparableConv2d(4, 6, norm1="BN", activation1=F.relu, norm2="BN")
+    assert conv.depthwise.groups == 4 and conv.depthwise.bias is None
+    assert conv(torch.rand(2, 4, 9, 9)).shape == (2, 6, 9, 9)
+    aspp = ASPP(4, 8, [1, 2, 3], norm="BN", activation=F.relu, dropout=0.1)
+    assert len(aspp.convs) == 5
+    assert aspp(torch.rand(2, 4, 12, 10)).shape == (2, 8, 12, 10)
+    pooled = ASPP(4, 8, [1, 2, 3], norm="", activation=F.relu, pool_kernel_size=(4, 5))
+    assert pooled(torch.rand(1, 4, 8, 10)).shape == (1, 8, 8, 10)
+    separable = ASPP(4, 8, [1, 2, 3], norm="", activation=F.relu, use_depthwise_separable_conv=True)
+    assert isinstance(separable.convs[1], DepthwiseSeparableConv2d)
+    with pytest.raises(ValueError, match="divisible"):
+        pooled(torch.rand(1, 4, 9, 10))
