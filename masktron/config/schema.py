@@ -275,6 +275,10 @@ class ModelConfig:
     PANOPTIC_FPN: PanopticFPNConfig = field(default_factory=PanopticFPNConfig)
     RETINANET: RetinaNetConfig = field(default_factory=RetinaNetConfig)
     RESNETS: ResNetsConfig = field(default_factory=ResNetsConfig)
+    # masktron: inference precision of DefaultPredictor / `masktron predict`: "fp32", "bf16"
+    # (backbone and heads' hidden layers in bfloat16, the rest fp32; docs/speed.md) or "fp16"
+    # (CUDA only). Opt-in: "fp32" gives the exact float32 outputs.
+    PRECISION: str = "fp32"
 
 
 @dataclass

@@ -12,6 +12,7 @@ from masktron.config.rules import validate as validate_config
 from masktron.data import transforms as T
 from masktron.data.catalog import MetadataCatalog
 from masktron.models.build import build_model
+from masktron.models.precision import precision_dtype, set_inference_precision
 from masktron.utils.env import set_float32_precision
 
 
@@ -24,6 +25,8 @@ class DefaultPredictor:
     outputs come back in original-image pixels: `{"instances": Instances}` for detectors,
     plus `"sem_seg"` / `"panoptic_seg"` for Panoptic FPN. A non-empty `FLOAT32_PRECISION`
     is applied process-wide (`"highest"` turns TF32 off on GPUs, for float32-exact outputs).
+    `MODEL.PRECISION = "bf16"` (opt-in) runs the backbone and heads in bfloat16 with the
+    post-processing in float32 (`masktron.models.precision`, docs/speed.md).
 
     Example:
         predictor = DefaultPredictor(cfg)
@@ -36,12 +39,15 @@ class DefaultPredictor:
         self.cfg = cfg.clone()
         validate_config(self.cfg)
         set_float32_precision(self.cfg.FLOAT32_PRECISION)
+        precision_dtype(self.cfg.MODEL.PRECISION, self.cfg.MODEL.DEVICE)  # fail before building
         self.model = build_model(self.cfg)
         self.model.eval()
         if self.cfg.DATASETS.TEST:
             self.metadata = MetadataCatalog.get(self.cfg.DATASETS.TEST[0])
         if self.cfg.MODEL.WEIGHTS:
             DetectionCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
+        # After loading, so the low-precision weights are rounded once from the file's.
+        set_inference_precision(self.model, self.cfg.MODEL.PRECISION)
         size = self.cfg.INPUT.MIN_SIZE_TEST
         self.aug = T.ResizeShortestEdge([size, size], self.cfg.INPUT.MAX_SIZE_TEST)
         self.input_format = self.cfg.INPUT.FORMAT

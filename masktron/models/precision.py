@@ -1,0 +1,141 @@
+"""Reduced-precision inference (`MODEL.PRECISION`): the heavy layers in bf16/fp16, the rest fp32.
+
+`set_inference_precision(model, "bf16")` converts a built, loaded detector once: the weights of
+the convolution-heavy blocks are cast to the low dtype a single time (never per call), and each
+block is fenced by hooks that cast its input down and its output back to float32. Everything
+between the blocks stays float32, so the numerically sensitive steps see float32 tensors:
+
+- pixel normalisation (done on the float32 image before the backbone),
+- anchors, box decoding and clipping, proposal top-k, NMS inputs and scores,
+- the last layer of each head (RPN objectness/deltas, box classifier/regressor, mask and
+  semantic predictors, RetinaNet's classifier/regressor), so logits are float32 sums,
+- RoIAlign on the backbone's features, mask pasting and panoptic merging.
+
+Frozen BatchNorm statistics are folded into their convolution in float32 before the cast, so
+the folded weights are rounded once. Layers the blocks below do not name (e.g. keypoint heads)
+stay float32. `"fp32"` leaves the model untouched: its outputs stay bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from masktron.layers.conv import Conv2d
+from masktron.layers.frozen_bn import FrozenBatchNorm2d
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Layers whose weights are cast; norms other than a folded FrozenBN keep float32 statistics
+# except GroupNorm/LayerNorm, whose kernels accumulate in float32 for low-precision inputs.
+_CAST_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.GroupNorm, nn.LayerNorm)
+
+
+def precision_dtype(precision: str, device: torch.device | str) -> torch.dtype:
+    """The dtype for a `MODEL.PRECISION` value, checked against the device.
+
+    Raises:
+        ValueError: for an unknown name, or "fp16" on a CPU (its kernels there are slow and
+            partial; use "bf16").
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"MODEL.PRECISION must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and torch.device(device).type == "cpu":
+        raise ValueError('MODEL.PRECISION "fp16" needs a CUDA device; use "bf16" on CPUs')
+    return PRECISIONS[precision]
+
+
+def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
+    """`value` with every floating tensor in it (nested in lists, tuples, dicts) cast."""
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype) if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return {k: _cast_floats(v, dtype) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast_floats(v, dtype) for v in value)
+    return value
+
+
+def fold_frozen_batchnorm(module: nn.Module) -> None:
+    """Fold every `Conv2d` + `FrozenBatchNorm2d` pair under `module` into the conv, in float32.
+
+    Gives the same map as `Conv2d.forward`'s per-call folding, computed once; the norm is
+    removed, so the state dict loses its `.norm.*` entries (an inference-only conversion).
+    """
+    for conv in module.modules():
+        if isinstance(conv, Conv2d) and isinstance(conv.norm, FrozenBatchNorm2d):
+            scale, shift = conv.norm.scale_and_shift()
+            with torch.no_grad():
+                weight = conv.weight * scale.reshape(-1, 1, 1, 1)  # (C,) -> (C, 1, 1, 1)
+                bias = shift if conv.bias is None else conv.bias * scale + shift
+                conv.weight = nn.Parameter(weight, requires_grad=False)
+                conv.bias = nn.Parameter(bias, requires_grad=False)
+            conv.norm = None
+
+
+def _low_precision_block(modules: list[nn.Module], dtype: torch.dtype) -> None:
+    """Run the chain `modules` (called in this order) in `dtype`: cast the weights once, cast
+    the first one's inputs down and the last one's outputs back to float32."""
+    for module in modules:
+        fold_frozen_batchnorm(module)
+        for layer in module.modules():
+            if isinstance(layer, _CAST_TYPES):
+                layer.to(dtype)
+
+    def cast_inputs(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return _cast_floats(args, dtype)
+
+    def cast_outputs(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
+        return _cast_floats(output, torch.float32)
+
+    modules[0].register_forward_pre_hook(cast_inputs)
+    modules[-1].register_forward_hook(cast_outputs)
+
+
+def _as_list(module: nn.Module | None) -> list[nn.Module]:
+    if module is None:
+        return []
+    return list(module) if isinstance(module, nn.ModuleList) else [module]
+
+
+def _head_blocks(model: nn.Module) -> Iterable[list[nn.Module]]:
+    """The chains of heavy head layers of the detector families, each ending before the
+    head's last (output) layer."""
+    rpn_head = getattr(getattr(model, "proposal_generator", None), "rpn_head", None)
+    if rpn_head is not None and hasattr(rpn_head, "conv"):
+        yield [rpn_head.conv]
+    roi_heads = getattr(model, "roi_heads", None)
+    for box_head in _as_list(getattr(roi_heads, "box_head", None)):
+        yield [box_head]
+    mask_head = getattr(roi_heads, "mask_head", None)
+    if mask_head is not None and hasattr(mask_head, "deconv"):
+        yield [*mask_head.conv_norm_relus, mask_head.deconv]
+    retina_head = getattr(model, "head", None)
+    for name in ("cls_subnet", "bbox_subnet"):
+        if isinstance(getattr(retina_head, name, None), nn.Module):
+            yield [getattr(retina_head, name)]
+    sem_seg_head = getattr(model, "sem_seg_head", None)
+    for name in getattr(sem_seg_head, "in_features", []):
+        yield [getattr(sem_seg_head, name)]
+
+
+def set_inference_precision(model: nn.Module, precision: str) -> nn.Module:
+    """Convert a built, loaded, eval-mode detector to `precision` ("fp32", "bf16", "fp16").
+
+    Call it once, after loading weights; "fp32" returns `model` unchanged. The backbone and
+    the heads' hidden layers run in the low dtype, the rest in float32 (see the module
+    docstring). Returns `model`, converted in place.
+    """
+    device = next(model.parameters()).device
+    dtype = precision_dtype(precision, device)
+    if dtype == torch.float32:
+        return model
+    if model.training:
+        raise ValueError("MODEL.PRECISION other than fp32 is for inference: call model.eval()")
+    _low_precision_block([model.backbone], dtype)
+    for block in _head_blocks(model):
+        _low_precision_block(block, dtype)
+    return model
