@@ -4,7 +4,8 @@ Both models run in this process on the same photos, with the same thread count, 
 test resize (shortest side 800, longest at most 1333) and 100 detections per image, so the
 ratio compares the implementations, not the settings. Weights: masktron loads the parity
 fixture (Detectron2 model-zoo format) when ../shared is present, else random; torchvision's
-are random with its score threshold at 0 so it also returns 100 masks per image.
+are random with its score threshold at 0 so it also returns 100 masks per image. masktron
+also runs with `MODEL.PRECISION = "bf16"` (docs/speed.md), against the same fp32 torchvision.
 
     python benchmarks/bench_maskrcnn_cpu.py [--threads 2] [--repeats 3] [IMAGES...]
 """
@@ -33,7 +34,7 @@ SHARED = Path(os.environ.get("MASKTRON_SHARED", Path(__file__).resolve().parents
 DEFAULT_IMAGES = ["astronaut.png", "coffee.png", "chelsea.png", "grace_hopper.png"]
 
 
-def masktron_predictor(weights: str | None) -> DefaultPredictor:
+def masktron_predictor(weights: str | None, precision: str = "fp32") -> DefaultPredictor:
     cfg = get_cfg()
     cfg.merge_from_file(
         model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml")
@@ -41,6 +42,7 @@ def masktron_predictor(weights: str | None) -> DefaultPredictor:
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = weights or ""
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0 if weights is None else 0.05
+    cfg.MODEL.PRECISION = precision
     return DefaultPredictor(cfg)
 
 
@@ -82,10 +84,15 @@ def main() -> None:
     paths = args.images or [str(SHARED / "data" / "images" / n) for n in DEFAULT_IMAGES]
     rgbs = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
 
-    ours = masktron_predictor(fixture_pickle())
+    weights = fixture_pickle()
+    ours = masktron_predictor(weights)
+    ours_bf16 = masktron_predictor(weights, "bf16")
 
     def run_ours(rgb: np.ndarray) -> int:
         return len(ours(rgb[:, :, ::-1])["instances"])
+
+    def run_ours_bf16(rgb: np.ndarray) -> int:
+        return len(ours_bf16(rgb[:, :, ::-1])["instances"])
 
     theirs = torchvision.models.detection.maskrcnn_resnet50_fpn(
         weights=None, weights_backbone=None, box_score_thresh=0.0, detections_per_img=100
@@ -98,6 +105,7 @@ def main() -> None:
         return len(theirs([tensor])[0]["boxes"])
 
     t_ours, n_ours = time_calls(run_ours, rgbs, args.repeats)
+    t_bf16, n_bf16 = time_calls(run_ours_bf16, rgbs, args.repeats)
     t_theirs, n_theirs = time_calls(run_theirs, rgbs, args.repeats)
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, {args.threads} threads"
@@ -106,9 +114,13 @@ def main() -> None:
     print(
         f"masktron    mask_rcnn_R_50_FPN_3x : {t_ours * 1000:8.1f} ms/image ({n_ours} dets/image)"
     )
+    print(
+        f"masktron    MODEL.PRECISION=bf16  : {t_bf16 * 1000:8.1f} ms/image ({n_bf16} dets/image)"
+    )
     t_ms = t_theirs * 1000
     print(f"torchvision maskrcnn_resnet50_fpn : {t_ms:8.1f} ms/image ({n_theirs} dets/image)")
     print(f"ratio torchvision / masktron      : {t_theirs / t_ours:8.2f}x (>1: masktron is faster)")
+    print(f"ratio torchvision / masktron bf16 : {t_theirs / t_bf16:8.2f}x (torchvision in fp32)")
 
 
 if __name__ == "__main__":
