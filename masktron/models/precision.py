@@ -135,7 +135,7 @@ def set_inference_precision(model: nn.Module, precision: str) -> nn.Module:
         return model
     if model.training:
         raise ValueError("MODEL.PRECISION other than fp32 is for inference: call model.eval()")
-    _low_precision_block([model.backbone], dtype)
+    _low_precision_block([model.get_submodule("backbone")], dtype)
     for block in _head_blocks(model):
         _low_precision_block(block, dtype)
     return model
