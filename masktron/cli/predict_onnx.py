@@ -86,7 +86,8 @@ def run_onnx(args: argparse.Namespace) -> int:
     if args.conf < detector.score_thresh:
         raise CommandError(
             f"--conf {args.conf} is below the score threshold {detector.score_thresh} exported in "
-            f"{args.onnx}; export again with --opts MODEL.ROI_HEADS.SCORE_THRESH_TEST {args.conf}"
+            f"{args.onnx}; export again with --opts MODEL.ROI_HEADS.SCORE_THRESH_TEST {args.conf} "
+            f"(MODEL.RETINANET.SCORE_THRESH_TEST for RetinaNet)"
         )
     metadata = Metadata(name=args.onnx, **detector.metadata)
     image_ids = None
