@@ -66,3 +66,10 @@ def test_to_iterable_dataset_and_detectron2_batch_loader():
     # Its static helper: shard sizes differ by at most one, the first ranks get more.
     shards = [InferenceSampler._get_local_indices(10, 3, r) for r in range(3)]
     assert [list(s) for s in shards] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+
+
+def test_random_apply_probability_out_of_range():
+    with pytest.raises(AssertionError, match=r"\[0, 1\]"):  # what Detectron2 raises
+        T.RandomApply(T.NoOpTransform(), prob=1.5)
+    with pytest.raises(ValueError):
+        T.RandomApply(T.NoOpTransform(), prob=-0.1)

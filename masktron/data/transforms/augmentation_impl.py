@@ -175,12 +175,16 @@ class RandomCrop(Augmentation):
         return int(ch), int(cw)
 
 
+class ArgumentError(ValueError, AssertionError):
+    """A bad augmentation argument (an AssertionError too, which Detectron2 raises there)."""
+
+
 class RandomApply(Augmentation):
     """Apply an augmentation (or a fixed transform) with probability `prob`."""
 
     def __init__(self, tfm_or_aug: Augmentation | Transform, prob: float = 0.5):
         if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"RandomApply prob must be in [0, 1], got {prob}")
+            raise ArgumentError(f"RandomApply prob must be in [0, 1], got {prob}")
         self.aug = _transform_to_aug(tfm_or_aug)
         self.prob = prob
 
