@@ -89,16 +89,17 @@ class MapDataset(torchdata.Dataset):
 
     _MAX_RETRIES = 100
 
-    def __new__(cls, dataset: Any, map_func: Callable[[Any], Any]) -> Any:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # As Detectron2: an iterable dataset gives an iterable map (items that map to None
-        # are skipped).
+        # are skipped). Unpickling calls __new__ without arguments.
+        dataset = args[0] if args else kwargs.get("dataset")
         if isinstance(dataset, torchdata.IterableDataset):
-            return _MapIterableDataset(dataset, map_func)
+            return _MapIterableDataset(dataset, args[1] if len(args) > 1 else kwargs["map_func"])
         return super().__new__(cls)
 
     def __init__(self, dataset: Any, map_func: Callable[[Any], Any]):
         self._dataset = dataset
-        self._map_func = map_func
+        self._map_func = PicklableWrapper(map_func)
         self._fallback: set[int] = set(range(len(dataset)))
 
     def __len__(self) -> int:
@@ -131,7 +132,7 @@ class _MapIterableDataset(torchdata.IterableDataset):
 
     def __init__(self, dataset: torchdata.IterableDataset, map_func: Callable[[Any], Any]):
         self._dataset = dataset
-        self._map_func = map_func
+        self._map_func = PicklableWrapper(map_func)
 
     def __len__(self) -> int:
         return len(self._dataset)  # type: ignore[arg-type]
@@ -190,6 +191,29 @@ class ToIterableDataset(torchdata.IterableDataset):
 
     def __len__(self) -> int:
         return len(self.sampler)  # type: ignore[arg-type]
+
+
+class PicklableWrapper:
+    """Wrap a function so that it pickles even when it is a lambda or a closure (with
+    cloudpickle), as data-loader workers started by "spawn" need (Detectron2's class)."""
+
+    def __init__(self, obj: Any):
+        while isinstance(obj, PicklableWrapper):
+            obj = obj._obj
+        self._obj: Any = obj
+
+    def __reduce__(self) -> tuple:
+        import cloudpickle
+
+        return cloudpickle.loads, (cloudpickle.dumps(self._obj),)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._obj(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_obj":  # not yet set (e.g. during unpickling)
+            raise AttributeError(name)
+        return getattr(self._obj, name)
 
 
 def aspect_group(d: dict) -> int:

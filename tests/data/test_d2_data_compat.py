@@ -73,3 +73,14 @@ def test_random_apply_probability_out_of_range():
         T.RandomApply(T.NoOpTransform(), prob=1.5)
     with pytest.raises(ValueError):
         T.RandomApply(T.NoOpTransform(), prob=-0.1)
+
+
+def test_map_dataset_with_a_lambda_pickles():
+    import pickle
+
+    from masktron.data import DatasetFromList
+
+    offset = 3
+    mapped = MapDataset(DatasetFromList([1, 2, 3]), lambda x: x + offset)
+    again = pickle.loads(pickle.dumps(mapped))  # as a "spawn" data-loader worker receives it
+    assert again[0] == 4 and again[2] == 6
