@@ -92,3 +92,13 @@ def test_depthwise_separable_conv_and_aspp():
     assert isinstance(separable.convs[1], DepthwiseSeparableConv2d)
     with pytest.raises(ValueError, match="divisible"):
         pooled(torch.rand(1, 4, 9, 10))
+
+
+def test_flop_count_operators_counts_multiply_adds():
+    from masktron.utils.analysis import flop_count_operators
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 16 * 16, 10))
+    counts = flop_count_operators(model, torch.rand(1, 3, 16, 16))
+    assert counts["conv"] == pytest.approx(8 * 3 * 9 * 16 * 16 / 1e9)  # one per multiply-add
+    assert counts["linear"] == pytest.approx(8 * 16 * 16 * 10 / 1e9)
+    assert model.training  # mode restored
