@@ -59,15 +59,24 @@ def fixture_pickle() -> str | None:
     return path
 
 
-def time_calls(fn, inputs, repeats: int) -> tuple[float, int]:
-    """Median seconds per image over `repeats` passes (after one warm-up), and detections."""
-    fn(inputs[0])
-    per_pass, count = [], 0
+def time_interleaved(fns, inputs, repeats: int) -> list[tuple[float, int]]:
+    """Per function: median seconds per image over `repeats` passes (after one warm-up), and
+    detections per image. Each image goes through every function in turn, so a change of the
+    machine's load during the run affects all of them alike."""
+    for fn in fns:
+        fn(inputs[0])
+    per_pass: list[list[float]] = [[] for _ in fns]
+    counts = [0] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        count = sum(fn(x) for x in inputs)
-        per_pass.append((time.perf_counter() - start) / len(inputs))
-    return statistics.median(per_pass), count // len(inputs)
+        spent = [0.0] * len(fns)
+        for x in inputs:
+            for k, fn in enumerate(fns):
+                start = time.perf_counter()
+                counts[k] = fn(x)
+                spent[k] += time.perf_counter() - start
+        for k in range(len(fns)):
+            per_pass[k].append(spent[k] / len(inputs))
+    return [(statistics.median(p), n) for p, n in zip(per_pass, counts)]
 
 
 def main() -> None:
@@ -104,13 +113,12 @@ def main() -> None:
         tensor = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
         return len(theirs([tensor])[0]["boxes"])
 
-    t_ours, n_ours = time_calls(run_ours, rgbs, args.repeats)
-    t_bf16, n_bf16 = time_calls(run_ours_bf16, rgbs, args.repeats)
-    t_theirs, n_theirs = time_calls(run_theirs, rgbs, args.repeats)
+    timings = time_interleaved([run_ours, run_ours_bf16, run_theirs], rgbs, args.repeats)
+    (t_ours, n_ours), (t_bf16, n_bf16), (t_theirs, n_theirs) = timings
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, {args.threads} threads"
     )
-    print(f"{len(rgbs)} images, median of {args.repeats} passes")
+    print(f"{len(rgbs)} images, median of {args.repeats} passes, interleaved per image")
     print(
         f"masktron    mask_rcnn_R_50_FPN_3x : {t_ours * 1000:8.1f} ms/image ({n_ours} dets/image)"
     )
