@@ -103,3 +103,28 @@ def test_frozen_batchnorm_folds_into_the_conv_once():
     fold_frozen_batchnorm(conv)
     assert conv.norm is None and conv.bias is not None
     torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "COCO-Detection/retinanet_R_50_FPN_3x.yaml",
+        "COCO-PanopticSegmentation/panoptic_fpn_R_50_3x.yaml",
+    ],
+)
+def test_bf16_runs_dense_and_panoptic_heads(config):
+    cfg = model_zoo.get_config(config)
+    cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS, cfg.MODEL.PRECISION = "cpu", "", "bf16"
+    cfg.INPUT.MIN_SIZE_TEST = 128
+    predictor = DefaultPredictor(cfg)
+    image = (np.random.default_rng(0).random((128, 160, 3)) * 255).astype(np.uint8)
+    out = predictor(image)
+    assert out["instances"].scores.dtype == torch.float32
+    model = predictor.model
+    if "sem_seg" in out:
+        assert out["sem_seg"].dtype == torch.float32
+        assert model.sem_seg_head.p2[0].weight.dtype == torch.bfloat16
+        assert model.sem_seg_head.predictor.weight.dtype == torch.float32
+    else:
+        assert model.head.cls_subnet[0].weight.dtype == torch.bfloat16
+        assert model.head.cls_score.weight.dtype == torch.float32
