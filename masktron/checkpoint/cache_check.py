@@ -8,9 +8,7 @@ modification time in a small sidecar (`.<name>.verified`); a changed file is has
 
 A file that fails (its checksum, or a loader finding it truncated) is renamed to
 `<name>.corrupt` with a warning naming both paths, so the next use downloads it afresh instead of
-failing on the same bytes forever. The exception: a file placed in the cache by hand (masktron
-never verified it) whose checksum differs from its name's is used with a warning, as Detectron2
-uses such files; an explicit `sha256=` is always enforced.
+failing on the same bytes forever.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ import os
 
 from masktron.utils.file_io import atomic_open
 
-__all__ = ["file_digests", "move_aside", "remember_verified", "verified_before", "verify_cached"]
+__all__ = ["file_digests", "move_aside", "remember_verified", "verify_cached"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +36,6 @@ def _sidecar(path: str) -> str:
 def _stamp(path: str, checks: list[tuple[str, str]]) -> dict:
     stat = os.stat(path)
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "checks": [list(c) for c in checks]}
-
-
-def verified_before(path: str) -> bool:
-    """Whether masktron verified `path` (at download or a later use): else it was placed by hand."""
-    return os.path.isfile(_sidecar(path))
 
 
 def file_digests(path: str, algorithms: set[str]) -> dict[str, str]:

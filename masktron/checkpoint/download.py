@@ -26,12 +26,7 @@ from urllib.request import urlopen
 
 from tqdm import tqdm
 
-from masktron.checkpoint.cache_check import (
-    move_aside,
-    remember_verified,
-    verified_before,
-    verify_cached,
-)
+from masktron.checkpoint.cache_check import move_aside, remember_verified, verify_cached
 from masktron.utils.file_io import atomic_open
 
 __all__ = ["DownloadError", "cache_path", "get_cache_dir", "get_local_path", "resolve_url"]
@@ -198,14 +193,6 @@ def get_local_path(
         logger.debug("Using cached %s for %s", dest, url)
         failure = verify_cached(dest, checks)
         if failure is None:
-            return dest
-        if not sha256 and not verified_before(dest):
-            logger.warning(
-                "%s: %s. It was placed by hand (masktron did not download it), so it is used as "
-                "it is; delete it to download the official file.",
-                dest,
-                failure,
-            )
             return dest
         aside = move_aside(dest, f"the cached file failed its integrity check ({failure})")
         moved = f"\nThe cached copy failed its integrity check and was moved to {aside}."

@@ -207,15 +207,3 @@ def test_truncated_cached_pkl_is_moved_aside_with_its_path_named(monkeypatch):
     path = cache_path(url)
     assert f"moved to {path}.corrupt" in str(err.value) and "truncated" in str(err.value)
     assert not os.path.exists(path) and os.path.exists(path + ".corrupt")
-
-
-def test_file_placed_by_hand_with_another_checksum_is_used_with_a_warning(monkeypatch, caplog):
-    body = b"weights placed by hand"
-    url = "detectron2://Tiny/3/model_final_abcdef.pkl"  # its md5 does not start with abcdef
-    dest = cache_path(url)
-    os.makedirs(os.path.dirname(dest))
-    with open(dest, "wb") as f:
-        f.write(body)
-    assert get_local_path(url, progress=False) == dest  # offline: nothing is downloaded
-    assert "placed by hand" in caplog.text and "md5" in caplog.text
-    assert open(dest, "rb").read() == body
