@@ -52,13 +52,11 @@ def test_onnx_predict_gives_pytorch_mask_ap_and_drawings(outputs, shared_dir):
     ap = {}
     for path in ("torch", "onnx"):
         results = json.loads((outputs / path / "results.json").read_text())
-        # dsb2018_val's metadata has no dataset id map before the dataset is loaded, so both
-        # paths write the contiguous class (0): map it to the one category, nucleus
+        # both paths write the dataset's own category id (the config records it)
         (nucleus,) = [c["id"] for c in gt["categories"]]
-        assert {r["category_id"] for r in results} == {0}
+        assert {r["category_id"] for r in results} == {nucleus}
         for r in results:
             r["image_id"] = ids[r["file_name"]]
-            r["category_id"] = nucleus
         ap[path] = coco_evaluate(
             gt, results, "segm", img_ids=list(ids.values()), max_dets=(1, 100, 400)
         )["AP"]
