@@ -187,7 +187,10 @@ def register_all_builtin(root: str) -> None:
 
     for name, (image_root, json_file) in _DSB2018.items():
         image_root, json_file = os.path.join(root, image_root), os.path.join(root, json_file)
-        register_coco_instances(name, {"thing_classes": ["nucleus"]}, json_file, image_root)
+        # the id map is known before the JSON is read, so results carry DSB2018's id (1) even
+        # when the dataset itself was never loaded (predict with the bundled config)
+        metadata = {"thing_classes": ["nucleus"], "thing_dataset_id_to_contiguous_id": {1: 0}}
+        register_coco_instances(name, metadata, json_file, image_root)
         _wrap_last(name, [json_file])
 
     for name, (image_root, json_file) in _BALLOON.items():

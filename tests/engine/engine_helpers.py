@@ -102,6 +102,9 @@ def distributed_train_worker(json_file: str, output_dir: str, max_iter: int) -> 
     initial = {k: v.detach().clone() for k, v in model.named_parameters()}
     trainer.train()
     final = {k: v.detach().clone() for k, v in model.named_parameters()}
+    # Only the main process makes OUTPUT_DIR (its writers make it on first write, as Detectron2's
+    # do), so another rank may finish before it exists.
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
     torch.save({"initial": initial, "final": final}, f"{output_dir}/rank{comm.get_rank()}.pt")
     return comm.get_world_size()
 
