@@ -15,6 +15,12 @@ Examples:
   masktron sam photo.jpg --checkpoint sam_vit_b_01ec64.pth --auto --out out/
   masktron sam photos/ --checkpoint vit_b --auto --out out/   # every image of a folder
 
+On a folder, one bad image costs only itself: it is reported in one line (file, reason) and
+listed in `failed.json` in --out, the others are still segmented, and the exit code is 1 after a
+summary when any failed (0 otherwise). Images over --max-pixels are refused before decoding
+(decompression bombs); overlays are downscaled to --max-draw-size (masks and JSON stay in
+original pixels). See docs/reliability.md.
+
 --checkpoint vit_b (vit_l, vit_h) downloads Meta's weights once into the cache (offline: the
 message names the URL and the path to put the file at). A bar follows the image encoder's
 blocks, the slow part on a CPU (tens of seconds per image).
@@ -30,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from masktron.cli.input_limits import add_limit_arguments
 from masktron.cli.main import CommandError
 
 MODELS = ("vit_b", "vit_l", "vit_h", "default")
@@ -103,6 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--multimask", action="store_true", help="keep SAM's 3 candidate masks")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: cuda if available)")
+    add_limit_arguments(parser)
     auto = parser.add_argument_group("--auto options (Meta's defaults)")
     auto.add_argument("--points-per-side", type=int, default=32)
     auto.add_argument("--points-per-batch", type=int, default=64)
@@ -141,31 +149,48 @@ def load_model(checkpoint: str, model_name: str | None, device: str | None) -> A
 
 
 def run(args: argparse.Namespace) -> int:
-    from masktron.data import read_image
-
     if args.auto and (args.point or args.box):
         args._parser.error("--auto segments everything: drop --point/--box, or drop --auto")
     if not args.auto and not (args.point or args.box):
         args._parser.error("give prompts (--point, --box) or --auto")
     if len(args.box) > 1 and args.point:
         args._parser.error("points go with at most one --box (several boxes: one mask each)")
+    from masktron.cli.failures import FailureLog
+    from masktron.cli.input_limits import apply_limit_arguments
     from masktron.cli.predict import collect_images
-    from masktron.cli.sam_progress import encoder_progress
 
     paths = collect_images([args.image])
+    apply_limit_arguments(args)
     model = load_model(args.checkpoint, args.model, args.device)
+    used: set[str] = set()  # a.png and a.jpg write a_* and a_1_*
+    if not os.path.isdir(args.image):  # one image: its failure is the run's (exit 1)
+        segment_file(model, paths[0], args, used)
+        return 0
+    failures = FailureLog(args.out, what="image")
     for path in paths:
-        image = read_image(path, format="RGB")
-        with encoder_progress(model, os.path.basename(path)):
-            if args.auto:
-                records = _segment_everything(model, image, args)
-                prompts: dict[str, Any] = {}
-            else:
-                records, prompts = _segment_prompts(model, image, args)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        write_outputs(args.out, stem, image, records, prompts, args, path)
-        print(f"{len(records)} mask(s) of {path} written to {args.out}")
-    return 0
+        failures.attempt(path, lambda: segment_file(model, path, args, used))  # noqa: B023
+    return failures.finish()
+
+
+def segment_file(model: Any, path: str, args: argparse.Namespace, used: set[str]) -> None:
+    """Read one image, segment it as `args` asks and write its outputs into `args.out`."""
+    from masktron.cli.sam_progress import encoder_progress
+    from masktron.data import read_image
+
+    image = read_image(path, format="RGB")
+    with encoder_progress(model, os.path.basename(path)):
+        if args.auto:
+            records = _segment_everything(model, image, args)
+            prompts: dict[str, Any] = {}
+        else:
+            records, prompts = _segment_prompts(model, image, args)
+    stem = base = os.path.splitext(os.path.basename(path))[0]
+    k = 1
+    while stem in used:
+        stem, k = f"{base}_{k}", k + 1
+    used.add(stem)
+    write_outputs(args.out, stem, image, records, prompts, args, path)
+    print(f"{len(records)} mask(s) of {path} written to {args.out}")
 
 
 def _segment_prompts(
@@ -231,6 +256,7 @@ def write_outputs(
     import pycocotools.mask as mask_utils
     from PIL import Image
 
+    from masktron.cli.input_limits import drawing_scale
     from masktron.utils.file_io import atomic_open
     from masktron.visualization.visualizer import Visualizer
 
@@ -275,7 +301,8 @@ def write_outputs(
         value = prompts.get(key)
         return value if value is not None and len(value) else None
 
-    overlay = Visualizer(image).draw_sam_masks(
+    scale = drawing_scale(h, w, getattr(args, "max_draw_size", 0))
+    overlay = Visualizer(image, scale=scale).draw_sam_masks(
         masks,
         point_coords=given("point_coords"),
         point_labels=given("point_labels"),

@@ -79,7 +79,8 @@ def _too_large(path: str, width: int, height: int) -> ImageTooLargeError:
     return ImageTooLargeError(
         f"{path}: {width} x {height} = {width * height:,} pixels, more than the limit of "
         f"{_max_pixels:,} (a guard against decompression bombs); if you trust it, raise the limit "
-        "(masktron predict --max-pixels N, or masktron.data.image_io.set_max_image_pixels)"
+        "(--max-pixels N of masktron predict and sam, or "
+        "masktron.data.image_io.set_max_image_pixels)"
     )
 
 

@@ -16,6 +16,7 @@ from fixtures_util_sam import fixture_checkpoint, fixture_predictor, load_rgb, t
 from PIL import Image
 
 from masktron.cli.main import main
+from masktron.data.image_io import max_image_pixels, set_max_image_pixels
 from masktron.models.sam import build as sam_build
 
 
@@ -165,3 +166,51 @@ def test_vit_b_end_to_end_with_inferred_variant(tmp_path):
     predictor.set_image(image)
     want, _, _ = predictor.predict(box=np.array([120, 100, 480, 360]), multimask_output=False)
     assert (masks[0] != want[0]).mean() < 1e-4
+
+
+_AUTO_FAST = ["--auto", "--points-per-side", "3", "--pred-iou-thresh", "0"]
+
+
+@pytest.fixture
+def restore_pixel_limit():
+    limit = max_image_pixels()
+    yield
+    set_max_image_pixels(limit)
+
+
+@pytest.mark.parametrize(
+    "mode", [[*_AUTO_FAST, "--stability-score-thresh", "0"], ["--point", "30,20"]]
+)
+def test_folder_one_bad_image_costs_only_itself(
+    tiny_checkpoint, photo, tmp_path, mode, capsys, restore_pixel_limit
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_good.png").write_bytes(photo.read_bytes())  # 60 x 80
+    data = photo.read_bytes()
+    (folder / "b_cut.png").write_bytes(data[: len(data) // 2])  # a truncated PNG
+    Image.new("RGB", (100, 90)).save(folder / "c_big.png")  # 9,000 pixels > --max-pixels
+    (folder / "d_good.png").write_bytes(photo.read_bytes())
+    out = tmp_path / "out"
+    limits = ["--max-pixels", "5000", "--max-draw-size", "40"]
+    assert _run(folder, tiny_checkpoint, out, *mode, *limits) == 1
+    failed = json.loads((out / "failed.json").read_text())
+    assert [f["file"] for f in failed] == [str(folder / "b_cut.png"), str(folder / "c_big.png")]
+    assert "100 x 90 = 9,000 pixels, more than the limit of 5,000" in failed[1]["reason"]
+    assert failed[1]["error"] == "ImageTooLargeError"
+    err = capsys.readouterr().err
+    assert f"{folder / 'b_cut.png'}: " in err and f"{folder / 'c_big.png'}: 100 x 90" in err
+    assert f"masktron: 2 of 4 image(s) failed (listed in {out}/failed.json)" in err
+    for stem in ("a_good", "d_good"):  # the good images before and after are written
+        summary = json.loads((out / f"{stem}_masks.json").read_text())
+        assert (summary["height"], summary["width"]) == (60, 80) and summary["masks"]
+        assert Image.open(out / f"{stem}_overlay.png").size == (40, 30)  # drawing downscaled
+        assert Image.open(out / f"{stem}_masks" / "000.png").size == (80, 60)  # masks are not
+    assert not list(out.glob("b_cut*")) and not list(out.glob("c_big*"))
+    (folder / "b_cut.png").unlink()
+    (folder / "c_big.png").unlink()
+    Image.open(photo).save(folder / "a_good.jpg")  # same stem as a_good.png: a_good_1_*
+    assert _run(folder, tiny_checkpoint, out, *mode) == 0  # all good: exit 0, empty list
+    assert json.loads((out / "failed.json").read_text()) == []
+    summary = json.loads((out / "a_good_1_masks.json").read_text())
+    assert summary["image"] == str(folder / "a_good.png")
