@@ -59,11 +59,19 @@ class FailureLog:
         self.failed: list[dict[str, str]] = []
         self.succeeded = 0
 
-    def attempt(self, item: str, fn: Callable[[], T]) -> T | None:
-        """Run `fn()` for `item`; on an exception record it and return None."""
+    def attempt(
+        self, item: str, fn: Callable[[], T], *, reraise: tuple[type[BaseException], ...] = ()
+    ) -> T | None:
+        """Run `fn()` for `item`; on an exception record it and return None.
+
+        Exceptions of the `reraise` types are not `item`'s alone (a model that cannot do the
+        job fails every input): they propagate and end the run.
+        """
         try:
             result = fn()
         except KeyboardInterrupt:
+            raise
+        except reraise:  # an empty tuple matches nothing
             raise
         except Exception as e:  # any failure of one input is that input's alone
             if os.environ.get("MASKTRON_DEBUG"):

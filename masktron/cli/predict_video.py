@@ -12,6 +12,12 @@ Kalman motion model), `iou` (Detectron2's BBoxIOUTracker), `hungarian` (Detectro
 IOUWeightedHungarianBBoxIOUTracker), or `none`. Other tracker settings are TRACKER_HEADS.*
 config keys (`--opts TRACKER_HEADS.MATCH_METRIC mask`).
 
+One bad input costs only itself: a video that cannot be opened or breaks while decoding, and a
+frame whose prediction fails (`walk.mp4: frame 17: <reason>`, left out of the outputs; 10 in a
+row stop that video), are reported and the video is listed in `failed.json`; the other inputs
+and frames still run; exit code 1 after a summary (0 when all succeeded). See
+docs/reliability.md.
+
 Examples:
   masktron predict walk.mp4 --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml \\
       --track bytetrack --out out/
@@ -25,9 +31,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from typing import Any
 
+from masktron.cli.failures import FailureLog, one_line_reason
 from masktron.cli.main import CommandError
+from masktron.data.video_sources import VideoDecodeError
 
 # --track NAME: masktron.tracking.build.SHORT_NAMES, or none (not imported here: the parser is
 # built for every command, and the tracking package imports torch)
@@ -95,13 +104,34 @@ def run(args: argparse.Namespace) -> int:
     predictor = DefaultPredictor(cfg)
     metadata = config_metadata(cfg)  # class names and dataset ids, as predict on images
     tracker_name = args.track or "bytetrack"
+    failures = FailureLog(args.out, what="video")
+    predict_sources(predictor, cfg, metadata, sources, args, tracker_name, failures)
+    return failures.finish()
+
+
+def predict_sources(
+    predictor: Any,
+    cfg: Any,
+    metadata: Any,
+    sources: list[str],
+    args: Any,
+    tracker_name: str,
+    failures: FailureLog,
+) -> None:
+    """`predict_video` on each source in isolation: a source that cannot be opened, breaks
+    while decoding or has frames whose prediction failed is reported and listed in `failures`
+    (`failed.json`); the others still run. A `CommandError` (the model or the tracker cannot do
+    videos at all) ends the run."""
     used: set[str] = set()  # two inputs named alike write walk.*, walk_1.*
-    for source in sources:
+
+    def one(source: str) -> None:
         done, problem = predict_video(predictor, cfg, metadata, source, args, tracker_name, used)
         print(f"{source}: {done} frame(s) -> {args.out}")
         if problem:
-            raise CommandError(f"{problem}; wrote the {done} frame(s) read before it to {args.out}")
-    return 0
+            raise VideoDecodeError(problem)
+
+    for source in sources:
+        failures.attempt(source, lambda: one(source), reraise=(CommandError,))  # noqa: B023
 
 
 def _check_sources(args: argparse.Namespace) -> list[str]:
@@ -152,18 +182,15 @@ def predict_video(
     """Predict, track, draw and write one video (see the module docstring).
 
     Returns:
-        (frames done, a message when the source broke or None).
+        (frames written, None, or a message when the source broke or frames failed).
     """
     import torch
     from tqdm import tqdm
 
     from masktron.cli.video_outputs import TrackWriter
-    from masktron.data.video import VideoDecodeError, VideoReader
+    from masktron.data.video import VideoReader
 
-    try:
-        reader = VideoReader(source, fps=args.fps, start=args.start, end=args.end, every=args.every)
-    except VideoDecodeError as e:
-        raise CommandError(str(e)) from None
+    reader = VideoReader(source, fps=args.fps, start=args.start, end=args.end, every=args.every)
     info = reader.info
     used = used_names if used_names is not None else set()
     name, k = info.name, 1
@@ -179,10 +206,21 @@ def predict_video(
         args.out, info, fps=fps, metadata=metadata, tracker=label, labels=draw_labels
     )
     problem = None
+    failed = _FailedFrames(source)
     bar = tqdm(total=reader.expected_frames, desc=info.name, unit="frame")
     try:
         for frame in reader:
-            outputs = predictor(frame.image)
+            try:
+                outputs = predictor(frame.image)
+            except Exception as e:  # this frame's alone: reported, left out, the video goes on
+                if os.environ.get("MASKTRON_DEBUG"):
+                    raise
+                problem = failed.add(frame.index, e)
+                bar.update(1)
+                if problem:
+                    break
+                continue
+            failed.in_a_row = 0
             if "instances" not in outputs:
                 raise CommandError("video prediction needs a model with instance outputs")
             instances = outputs["instances"].to("cpu")
@@ -202,4 +240,40 @@ def predict_video(
         bar.close()
         reader.close()
         writer.close()  # what was done is written, whatever stopped the loop
-    return writer.frames, problem
+    done = writer.frames
+    if problem:
+        return done, f"{problem}; wrote the {done} frame(s) read before it to {args.out}"
+    if failed.indices:
+        return done, f"{failed.summary()}; wrote the other {done} frame(s) to {args.out}"
+    return done, None
+
+
+class _FailedFrames:
+    """The frames of one video whose prediction failed: each is reported in one line
+    (`walk.mp4: frame 17: <reason>`) and left out of the outputs; `MAX_IN_A_ROW` consecutive
+    failures stop the video (the model is failing on it, not on a frame)."""
+
+    MAX_IN_A_ROW = 10
+
+    def __init__(self, source: str):
+        self.source = source
+        self.indices: list[int] = []
+        self.first = ""
+        self.in_a_row = 0
+
+    def add(self, index: int, error: Exception) -> str | None:
+        """Record a failed frame; a message when the video should stop."""
+        from tqdm import tqdm
+
+        reason = one_line_reason(error, self.source)
+        tqdm.write(f"{self.source}: frame {index}: {reason}", file=sys.stderr)
+        self.first = self.first or f"frame {index}: {reason}"
+        self.indices.append(index)
+        self.in_a_row += 1
+        if self.in_a_row < self.MAX_IN_A_ROW:
+            return None
+        return f"stopped after {self.in_a_row} frames in a row failed (first: {self.first})"
+
+    def summary(self) -> str:
+        shown = ", ".join(map(str, self.indices[:10])) + (", ..." if len(self.indices) > 10 else "")
+        return f"{len(self.indices)} frame(s) failed and were left out ({shown}; {self.first})"
