@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from masktron.checkpoint import DetectionCheckpointer
 from masktron.config.rules import validate as validate_config
+from masktron.config.rules import validate_batch_memory
 from masktron.engine import comm, hooks
 from masktron.engine.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
 from masktron.engine.interrupt import InterruptCheckpointer
@@ -114,6 +115,7 @@ class DefaultTrainer(TrainerBase):
         super().__init__()
         validate_config(cfg)
         cfg = auto_scale_workers(cfg.clone(), comm.get_world_size())
+        validate_batch_memory(cfg, comm.get_world_size(), comm.get_local_size())
         if cfg.SEED < 0:  # one seed for every process and for resuming (kept in checkpoints)
             cfg.SEED = comm.shared_random_seed()
         self.cfg = cfg

@@ -89,3 +89,41 @@ def test_batch_larger_than_the_dataset_is_refused_before_loading_anything():
     dicts = [{"file_name": f"{i}.jpg", "image_id": i, "height": 4, "width": 4} for i in range(4)]
     with pytest.raises(ValueError, match=r"IMS_PER_BATCH \(100000\).*only 4; use at most 4"):
         build_detection_train_loader(dataset=dicts, mapper=lambda d: d, total_batch_size=100000)
+
+
+def test_batch_that_cannot_fit_in_memory_is_refused_with_the_estimate():
+    from masktron.config.rules import batch_memory_problem, physical_memory
+
+    cfg = get_cfg()  # 800 x 1333 training images at most
+    cfg.MODEL.DEVICE = "cpu"
+    per_image = 800 * 1333 * 3 * 5  # uint8 as loaded + float32 batch on the CPU
+    ram = 20 * per_image + 7
+    assert batch_memory_problem(cfg, memory=ram) is None  # the default 16 fits
+    cfg.SOLVER.IMS_PER_BATCH = 100000
+    problem = batch_memory_problem(cfg, memory=ram)
+    assert problem is not None and problem.startswith(
+        "SOLVER.IMS_PER_BATCH = 100000: 100000 image(s) per batch per process of up to "
+        "800 x 1333 pixels need at least 1,489.7 GiB for the input batch alone"
+    )
+    assert "of at most 20 image(s) per batch would fit" in problem
+    cfg.SOLVER.IMS_PER_BATCH = 64  # 16 per process on 4 machines of one process each
+    assert batch_memory_problem(cfg, world_size=4, memory=ram) is None
+    assert "of at most 20 image(s) per batch would fit" in batch_memory_problem(
+        cfg, world_size=4, local_size=4, memory=ram
+    )
+    cfg.MODEL.DEVICE = "cuda"  # the float batch is in the GPU's memory: 1 byte per value
+    assert batch_memory_problem(cfg, memory=ram) is None
+    cfg.INPUT.MAX_SIZE_TRAIN = 10**6  # the short side is MIN_SIZE_TRAIN's largest
+    assert "of up to 800 x 1000000 pixels" in batch_memory_problem(cfg, memory=ram)
+    assert physical_memory() is None or physical_memory() > 2**26
+
+
+def test_trainer_refuses_an_impossible_batch_before_building_anything(monkeypatch):
+    from masktron.engine import DefaultTrainer
+
+    cfg = get_cfg()
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.SOLVER.IMS_PER_BATCH = 100000  # ~1.5 TiB of input: refused on any machine
+    monkeypatch.setattr(DefaultTrainer, "build_model", None)  # would fail if reached
+    with pytest.raises(ConfigError, match=r"IMS_PER_BATCH = 100000: .* more than its .* of RAM"):
+        DefaultTrainer(cfg)
