@@ -77,6 +77,33 @@ class DefaultPredictor:
             return self.model([self._to_input(original_image)])[0]
 
     def predict_batch(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
-        """Several BGR images in one padded batch (one forward pass)."""
+        """Several BGR images at once; the same outputs as one `__call__` per image.
+
+        Images whose resized size pads to the same batch shape run in one forward pass (one
+        batched backbone call); each other shape runs as its own batch. Padding a small image
+        up to a larger one's shape would change its outputs: the zeros below and right of it
+        reach its border through the convolutions, and GroupNorm statistics include them.
+
+        Args:
+            images: (H, W, 3) uint8 BGR images, of any sizes.
+
+        Returns:
+            One output dict per image, in the order given.
+        """
+        inputs = [self._to_input(image) for image in images]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, item in enumerate(inputs):
+            groups.setdefault(self._padded_size(item["image"]), []).append(index)
+        outputs: list[dict[str, Any]] = [{} for _ in inputs]
         with torch.inference_mode():
-            return self.model([self._to_input(image) for image in images])
+            for indices in groups.values():
+                for index, output in zip(indices, self.model([inputs[i] for i in indices])):
+                    outputs[index] = output
+        return outputs
+
+    def _padded_size(self, image: torch.Tensor) -> tuple[int, int]:
+        """The (H, W) that `ImageList.from_tensors` pads `image` (3, H, W) to on its own
+        (exact sizes for a model without a backbone's `size_divisibility`)."""
+        stride = max(1, int(getattr(getattr(self.model, "backbone", None), "size_divisibility", 1)))
+        height, width = image.shape[-2:]
+        return -(-height // stride) * stride, -(-width // stride) * stride
