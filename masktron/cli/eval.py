@@ -153,14 +153,21 @@ def _eval_model(args: argparse.Namespace, curves: dict[str, Any]) -> dict[str, A
     from masktron.data import build_detection_test_loader
     from masktron.evaluation import build_evaluator, inference_on_dataset
     from masktron.modeling import build_model
+    from masktron.models.precision import precision_dtype, set_inference_precision
+    from masktron.utils.env import set_float32_precision
 
     # "" as --weights builds the model without loading weights; a run folder's config.yaml
     # registers the datasets its training registered from files.
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     flags = {"MODEL.WEIGHTS": args.weights, "MODEL.DEVICE": device}
     cfg, _ = build_config(args.config, collect_overrides(args), flags)
+    # As DefaultPredictor (masktron predict): FLOAT32_PRECISION, then MODEL.PRECISION checked
+    # before building and applied once after loading, so the weights are rounded from the file's.
+    set_float32_precision(cfg.FLOAT32_PRECISION)
+    precision_dtype(cfg.MODEL.PRECISION, cfg.MODEL.DEVICE)
     model = build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    set_inference_precision(model.eval(), cfg.MODEL.PRECISION)
     names = args.dataset or list(cfg.DATASETS.TEST)
     if not names:
         raise CommandError("no dataset: pass --dataset NAME or set DATASETS.TEST in the config")
