@@ -217,6 +217,48 @@ class ResNet(Backbone):
         self._out_features = list(out_features)
         self.freeze(freeze_at)
 
+    @staticmethod
+    def make_default_stages(
+        depth: int,
+        block_class: type[nn.Module] | None = None,
+        *,
+        norm: str | NormFactory = "BN",
+        stride_in_1x1: bool = False,
+        num_groups: int = 1,
+        dilation: int = 1,
+    ) -> list[list[nn.Module]]:
+        """The res2..res5 stages of a standard ResNet of `depth` (Detectron2's
+        `ResNet.make_default_stages`, as LazyConfigs build backbones).
+
+        Args:
+            depth: 18, 34, 50, 101 or 152.
+            block_class: `BasicBlock` or `BottleneckBlock`; by default the one of the depth.
+            norm, stride_in_1x1, num_groups, dilation: passed to every block (the bottleneck
+                width is a quarter of each stage's output, 64 to 512).
+        """
+        if depth not in DEPTH_TO_BLOCKS:
+            raise ValueError(f"ResNet depth must be one of {sorted(DEPTH_TO_BLOCKS)}, got {depth}")
+        bottleneck = (
+            block_class or (BasicBlock if depth < 50 else BottleneckBlock)
+        ) is not BasicBlock
+        outs = [256, 512, 1024, 2048] if bottleneck else [64, 128, 256, 512]
+        ins = [64, *outs[:-1]]
+        return [
+            make_stage(
+                num_blocks=n,
+                first_stride=1 if i == 0 else 2,
+                in_channels=c_in,
+                out_channels=c_out,
+                bottleneck_channels=c_out // 4,
+                num_groups=num_groups,
+                norm=_norm_factory(norm),
+                stride_in_1x1=stride_in_1x1,
+                dilation=dilation,
+                bottleneck=bottleneck,
+            )
+            for i, (n, c_in, c_out) in enumerate(zip(DEPTH_TO_BLOCKS[depth], ins, outs))
+        ]
+
     def freeze(self, freeze_at: int) -> ResNet:
         if freeze_at >= 1:
             self.stem.freeze()

@@ -112,6 +112,44 @@ ZOO: dict[str, ZooEntry] = {
     "Misc/scratch_mask_rcnn_R_50_FPN_3x_gn": ZooEntry(
         "138602908/model_final_01ca85.pkl", 39.9, 36.6
     ),
+    # Detectron2's new baselines (LazyConfigs, `.py`): trained from scratch with large-scale
+    # jitter; figures from its MODEL_ZOO.md. The 50-epoch R50 config has no published weights.
+    "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ": ZooEntry(
+        "42047764/model_final_bb69de.pkl", 44.6, 40.3
+    ),
+    "new_baselines/mask_rcnn_R_50_FPN_200ep_LSJ": ZooEntry(
+        "42047638/model_final_89a8d3.pkl", 46.3, 41.7
+    ),
+    "new_baselines/mask_rcnn_R_50_FPN_400ep_LSJ": ZooEntry(
+        "42019571/model_final_14d201.pkl", 47.4, 42.5
+    ),
+    "new_baselines/mask_rcnn_R_101_FPN_100ep_LSJ": ZooEntry(
+        "42025812/model_final_4f7b58.pkl", 46.4, 41.6
+    ),
+    "new_baselines/mask_rcnn_R_101_FPN_200ep_LSJ": ZooEntry(
+        "42131867/model_final_0bb7ae.pkl", 48.0, 43.1
+    ),
+    "new_baselines/mask_rcnn_R_101_FPN_400ep_LSJ": ZooEntry(
+        "42073830/model_final_f96b26.pkl", 48.9, 43.7
+    ),
+    "new_baselines/mask_rcnn_regnetx_4gf_dds_FPN_100ep_LSJ": ZooEntry(
+        "42047771/model_final_b7fbab.pkl", 46.0, 41.3
+    ),
+    "new_baselines/mask_rcnn_regnetx_4gf_dds_FPN_200ep_LSJ": ZooEntry(
+        "42132721/model_final_5d87c1.pkl", 48.1, 43.1
+    ),
+    "new_baselines/mask_rcnn_regnetx_4gf_dds_FPN_400ep_LSJ": ZooEntry(
+        "42025447/model_final_f1362d.pkl", 48.6, 43.5
+    ),
+    "new_baselines/mask_rcnn_regnety_4gf_dds_FPN_100ep_LSJ": ZooEntry(
+        "42047784/model_final_6ba57e.pkl", 46.1, 41.6
+    ),
+    "new_baselines/mask_rcnn_regnety_4gf_dds_FPN_200ep_LSJ": ZooEntry(
+        "42047642/model_final_27b9c1.pkl", 47.8, 43.0
+    ),
+    "new_baselines/mask_rcnn_regnety_4gf_dds_FPN_400ep_LSJ": ZooEntry(
+        "42045954/model_final_ef3a80.pkl", 48.2, 43.3
+    ),
     # masktron's own models, weights shipped in the package (fp16; trained by `masktron train`
     # with the config as shipped; AP on the DSB2018 val split, not COCO).
     "masktron/mask_rcnn_R18s_FPN_gn_dsb2018": ZooEntry(
@@ -121,11 +159,12 @@ ZOO: dict[str, ZooEntry] = {
 
 
 def _key(config_path: str) -> str:
-    return config_path.replace(".yaml", "")
+    return config_path.removesuffix(".yaml").removesuffix(".py")
 
 
 def list_configs() -> list[str]:
-    """Every config file shipped, as names for `get_config_file`."""
+    """Every YAML config file shipped, as names for `get_config_file` (the LazyConfig `.py`
+    entries are the keys of `ZOO` under "new_baselines/")."""
     names = []
     for root, _, files in os.walk(CONFIG_DIR):
         for f in files:
@@ -137,7 +176,7 @@ def list_configs() -> list[str]:
 def get_config_file(config_path: str) -> str:
     """The absolute path of a shipped config, e.g. "COCO-Detection/retinanet_R_50_FPN_3x.yaml"."""
     path = os.path.join(CONFIG_DIR, config_path)
-    if not config_path.endswith(".yaml") or not os.path.isfile(path):
+    if not config_path.endswith((".yaml", ".py")) or not os.path.isfile(path):
         import difflib
 
         near = difflib.get_close_matches(config_path, list_configs(), n=1)
@@ -163,12 +202,7 @@ def get_config(config_path: str, trained: bool = False) -> Any:
     `LazyConfig.load` when shipped, its `train.init_checkpoint` set by `trained`.
     """
     if config_path.endswith(".py"):
-        path = os.path.join(CONFIG_DIR, config_path)
-        if not os.path.isfile(path):
-            raise RuntimeError(
-                f"{config_path} is a Detectron2 LazyConfig entry that masktron does not ship yet "
-                "(its YAML zoo is complete; see docs/porting.md)"
-            )
+        path = get_config_file(config_path)
         from masktron.config import LazyConfig
 
         lazy = LazyConfig.load(path)

@@ -19,9 +19,10 @@ NAME = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 
 def test_every_zoo_entry_has_a_config_and_detectron2_url():
     for key, entry in model_zoo.ZOO.items():
-        path = model_zoo.get_config_file(key + ".yaml")
+        ext = ".py" if key.startswith("new_baselines/") else ".yaml"  # LazyConfigs
+        path = model_zoo.get_config_file(key + ext)
         assert os.path.isfile(path)
-        url = model_zoo.get_checkpoint_url(key + ".yaml")
+        url = model_zoo.get_checkpoint_url(key + ext)
         if key.startswith("masktron/"):
             assert url.startswith("masktron://weights/")
         else:
