@@ -11,7 +11,7 @@ import pytest
 import torch
 from eval_helpers import pycocotools_reference
 
-from masktron.data.catalog import MetadataCatalog
+from masktron.data.catalog import DatasetCatalog, MetadataCatalog
 from masktron.evaluation import COCOEvaluator, coco_evaluate
 from masktron.structures import Boxes, Instances
 
@@ -136,3 +136,55 @@ def test_evaluator_takes_pred_keypoints(tmp_path):
     assert res["keypoints"]["AP"] == pytest.approx(70.0)
     with pytest.raises(ValueError, match="17 keypoints per instance but kpt_oks_sigmas has 3"):
         run(COCOEvaluator(name, distributed=False, kpt_oks_sigmas=[0.1] * 3))
+
+
+@pytest.mark.parametrize("backend", ["hotcoco", "pycocotools"])
+def test_evaluator_on_converted_dataset_dicts(backend):
+    """A dataset registered as dicts only (no json_file): its conversion to COCO keeps the
+    keypoints (0.5 less: COCO's pixel indices) and `num_keypoints` (given, or counted), so
+    keypoint AP equals pycocotools' on the COCO file written by hand."""
+    rng = np.random.default_rng(1)
+    images = [{"id": i, "height": 200, "width": 400, "file_name": f"{i}.jpg"} for i in (1, 2, 3)]
+    people, records, batches = [], [], []
+    for image in images:
+        annotations, predicted = [], []
+        for _ in range(int(rng.integers(1, 4))):
+            x0, visible = float(rng.uniform(0, 250)), int(rng.integers(3, 18))
+            gt = person(len(people) + 1, image["id"], x0, visible)
+            size = float(rng.uniform(50, 130))  # medium and large people
+            gt["bbox"] = [x0, 40.0, size, size]
+            gt["area"] = size * size  # what the conversion takes without a mask: the box area
+            people.append(gt)
+            points = np.array(gt["keypoints"]).reshape(17, 3) + [0.5, 0.5, 0]  # (17, 3)
+            ann = {"bbox": gt["bbox"], "bbox_mode": 1, "category_id": 0, "iscrowd": 0}
+            ann["keypoints"] = points.ravel().tolist()  # the COCO loader's: pixel centres
+            if len(people) % 2:  # else the conversion counts the labelled ones
+                ann["num_keypoints"] = visible
+            annotations.append(ann)
+            det = np.array(detection(gt, float(rng.uniform(0.4, 0.99)), 1.0)["keypoints"])
+            predicted.append(det.reshape(17, 3) + [0.5, 0.5, 0])  # model coordinates
+        records.append({"file_name": image["file_name"], "image_id": image["id"]})
+        records[-1] |= {"height": 200, "width": 400, "annotations": annotations}
+        inst = Instances((200, 400))
+        inst.pred_boxes = Boxes(torch.tensor([[10.0, 30.0, 150.0, 150.0]] * len(predicted)))
+        inst.scores = torch.from_numpy(rng.random(len(predicted)))
+        inst.pred_classes = torch.zeros(len(predicted), dtype=torch.int64)
+        inst.pred_keypoints = torch.from_numpy(np.stack(predicted))  # (n, 17, 3)
+        batches.append(([{"image_id": image["id"]}], [{"instances": inst}]))
+    name = f"keypoint_dicts_{uuid.uuid4().hex[:8]}"
+    DatasetCatalog.register(name, lambda: records)
+    MetadataCatalog.get(name).set(thing_classes=["person"])
+    evaluator = COCOEvaluator(name, tasks=("keypoints",), distributed=False, backend=backend)
+    dets = []
+    for inputs, outputs in batches:
+        evaluator.process(inputs, outputs)
+        inst = outputs[0]["instances"]
+        for score, points in zip(inst.scores.tolist(), inst.pred_keypoints.numpy()):
+            dets.append({"image_id": inputs[0]["image_id"], "category_id": 1, "score": score})
+            dets[-1]["bbox"] = [10.0, 30.0, 140.0, 120.0]  # its area sorts it by size
+            dets[-1]["keypoints"] = (points - [0.5, 0.5, 0]).ravel().tolist()
+    ours = evaluator.evaluate()["keypoints"]
+    reference = pycocotools_reference(ground_truth(people) | {"images": images}, dets, "keypoints")
+    assert 0 < reference.stats[0] < 1 and reference.stats[3] > 0
+    for key, value in zip(["AP", "AP50", "AP75", "APm", "APl"], reference.stats):
+        assert ours[key] == pytest.approx(value * 100, abs=1e-9), key

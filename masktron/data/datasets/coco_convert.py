@@ -31,6 +31,28 @@ def _rle_area_and_json(segm: Any, height: int, width: int) -> tuple[float, dict]
     return area, {"size": [int(s) for s in segm["size"]], "counts": counts}
 
 
+def _coco_keypoints(anno: dict, where: str) -> tuple[list[float], int]:
+    """A dataset dict's `keypoints` (continuous coordinates) as COCO's, with `num_keypoints`.
+
+    COCO files give keypoints as integer pixel indices and the loader adds 0.5 (pixel centres);
+    this takes it off again, as Detectron2's conversion does. `num_keypoints` is the
+    annotation's own, else the count of labelled keypoints (visibility > 0).
+    """
+    values = np.asarray(anno["keypoints"], dtype=np.float64).ravel()
+    if values.size % 3:
+        raise ValueError(
+            f"{where}: 'keypoints' must be x, y, visibility triplets, got {values.size} numbers"
+        )
+    points = values.reshape(-1, 3)  # (3K,) -> (K, 3) x, y, visibility
+    keypoints: list[float] = []
+    for x, y, v in points.tolist():
+        keypoints += [x - 0.5, y - 0.5, int(v) if v.is_integer() else v]
+    num_keypoints = anno.get("num_keypoints")
+    if num_keypoints is None:
+        num_keypoints = int((points[:, 2] > 0).sum())
+    return keypoints, int(num_keypoints)
+
+
 def convert_to_coco_dict(dataset_name: str) -> dict:
     """A registered dataset (with `thing_classes` metadata) as a COCO instances dict.
 
@@ -87,6 +109,9 @@ def convert_to_coco_dict(dataset_name: str) -> dict:
                 iscrowd=int(anno.get("iscrowd", 0)),
                 category_id=original_id(int(anno["category_id"])),
             )
+            if anno.get("keypoints") is not None:
+                where = f"{dataset_name}: image {image['id']}"
+                coco_anno["keypoints"], coco_anno["num_keypoints"] = _coco_keypoints(anno, where)
             annotations.append(coco_anno)
     logger.info(
         "Converted %s to COCO format: %d images, %d annotations",
