@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import itertools
-import operator
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +29,6 @@ from masktron.evaluation.engine import hotcoco, paused_gc, resolve_engine
 from masktron.evaluation.results_checks import CheckedResults, check_detections
 
 IOU_TYPES = ("bbox", "segm", "keypoints")
-_ENGINE_FIELDS = operator.itemgetter("id", "image_id", "category_id", "bbox", "area")
 _AREA_SUFFIX = {"all": "", "small": "s", "medium": "m", "large": "l"}
 
 
@@ -52,7 +49,8 @@ class CocoGroundTruth:
     """
 
     def __init__(self, dataset: dict[str, Any], source: str = "ground truth"):
-        check_gt_dataset(dataset, source)
+        self._columns = check_gt_dataset(dataset, source)
+        self._segmentations: list[Any] | None = None
         self.dataset = dataset
         self.source = source
         self.image_sizes = {im["id"]: (im["height"], im["width"]) for im in dataset["images"]}
@@ -88,22 +86,34 @@ class CocoGroundTruth:
         if iou_type in self._checked:
             return
         if iou_type == "segm":
-            check_gt_segmentations(self.dataset, self.source)
+            self._segmentations = check_gt_segmentations(self.dataset, self.source)
         elif iou_type == "keypoints":
             if not self.num_keypoints:
                 raise ValueError(f"{self.source}: no annotation has 'keypoints' (keypoint AP)")
             check_gt_keypoints(self.dataset, self.source, self.num_keypoints)
         self._checked.add(iou_type)
 
+    def _engine_images_and_categories(self) -> tuple[list[dict], list[dict]]:
+        images, cats = self.dataset["images"], self.dataset["categories"]
+        if self.image_map is not None:
+            images = [im | {"id": self.image_map[im["id"]]} for im in images]
+        if self.cat_map is not None:
+            cats = [c | {"id": self.cat_map[c["id"]]} for c in cats]
+        return images, cats
+
+    def _renumbered(self) -> bool:
+        """Whether the engines see other ids than the file's (annotations numbered 1..N)."""
+        if self.image_map is not None or self.cat_map is not None:
+            return True
+        ann_ids = self._columns.ids
+        return not set(map(type, ann_ids)) <= {int} or min(ann_ids, default=0) < 0
+
     def _engine_dataset(self) -> dict[str, Any]:
         data = {**self.dataset, "annotations": self.dataset.get("annotations", [])}
-        if self.image_map is None and self.cat_map is None:
-            ann_ids = [a["id"] for a in data["annotations"]]
-            if set(map(type, ann_ids)) <= {int} and min(ann_ids, default=0) >= 0:
-                return data
+        if not self._renumbered():
+            return data
         images, cats = self.image_map or {}, self.cat_map or {}
-        data["images"] = [im | {"id": images.get(im["id"], im["id"])} for im in data["images"]]
-        data["categories"] = [c | {"id": cats.get(c["id"], c["id"])} for c in data["categories"]]
+        data["images"], data["categories"] = self._engine_images_and_categories()
         data["annotations"] = [
             a
             | {
@@ -138,21 +148,24 @@ class CocoGroundTruth:
         return self._apis[key]
 
     def _hotcoco_from_columns(self, with_masks: bool) -> Any:
-        data = self._engine_dataset()
-        anns = data["annotations"]
-        n = len(anns)
-        columns = list(zip(*map(_ENGINE_FIELDS, anns))) or [()] * 5
-        ids, image_ids, cat_ids, boxes, areas = columns
+        columns = self._columns
+        n = len(columns.ids)
+        ids: Any = columns.ids
+        if self._renumbered():
+            ids = range(1, n + 1)
+        if with_masks:
+            self.check_task("segm")
+        images, cats = self._engine_images_and_categories()
         return hotcoco.COCO.from_arrays(
-            data["images"],
-            data["categories"],
-            np.array(image_ids, dtype=np.int64),
-            np.array(cat_ids, dtype=np.int64),
-            np.fromiter(itertools.chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4),
-            ids=np.array(ids, dtype=np.int64),
-            area=np.array(areas, dtype=np.float64),
-            iscrowd=np.array([a.get("iscrowd", 0) for a in anns], dtype=np.int64),
-            segmentation=[a["segmentation"] for a in anns] if with_masks else None,
+            images,
+            cats,
+            np.array(self.engine_ids(columns.image_ids, "image"), dtype=np.int64).reshape(n),
+            np.array(self.engine_ids(columns.category_ids, "category"), dtype=np.int64).reshape(n),
+            columns.boxes,
+            ids=np.array(ids, dtype=np.int64).reshape(n),
+            area=columns.areas,
+            iscrowd=columns.iscrowd,
+            segmentation=self._segmentations if with_masks else None,
         )
 
     def engine_ids(self, ids: Sequence[Any], kind: str) -> list[Any]:

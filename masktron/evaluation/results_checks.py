@@ -7,14 +7,20 @@ entries are walked one by one only to name the first bad one.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from masktron.evaluation.coco_checks import NUMBER_TYPES, box_array, check_box, is_number, list_ids
+from masktron.evaluation.coco_checks import (
+    NUMBER_TYPES,
+    box_array,
+    check_box,
+    columns,
+    is_number,
+    list_ids,
+)
 from masktron.evaluation.rle import check_compressed_rles, to_compressed_rle
 
 _KEYS = ("image_id", "category_id", "score")
@@ -23,7 +29,6 @@ _SIZE_HINT = (
     ". The results' image_id must be the ground truth's id of the same image: were they "
     "written for this ground truth (masktron predict --gt GT.json writes its ids)?"
 )
-_FIELDS = operator.itemgetter(*_KEYS)
 
 
 @dataclass
@@ -78,9 +83,9 @@ def _first_bad(results: list, source: str, test: Any, message: str) -> None:
 def _columns(results: list, source: str) -> tuple[list, list, list]:
     if not results:
         return [], [], []
-    try:  # one pass over the dicts, then columns
-        image_ids, category_ids, scores = zip(*map(_FIELDS, results))
-        return list(image_ids), list(category_ids), list(scores)
+    try:  # the columns at once; one by one only to say what is wrong
+        image_ids, category_ids, scores = columns(results, _KEYS)
+        return image_ids, category_ids, scores
     except (KeyError, TypeError, IndexError):
         pass
     for i, r in enumerate(results):
@@ -128,39 +133,40 @@ def _check_boxes(results: list, iou_type: str, source: str) -> np.ndarray | None
     return array.reshape(len(boxes), 4)
 
 
-def _usual_rles(segms: list, sizes: list[tuple[int, int]]) -> bool:
-    """Whether all are {"size": [h, w] of their image, "counts": str} (checked at once)."""
+def _usual_counts(segms: list, image_ids: list, image_sizes: Mapping) -> list | None:
+    """The `counts` if all are {"size": [h, w] of their image, "counts": str} (checked at
+    once), else None."""
     if not set(map(type, segms)) <= {dict}:
-        return False
+        return None
     try:
-        counts = [s["counts"] for s in segms]
-        given = [s["size"] for s in segms]
+        given, counts = columns(segms, ("size", "counts"))
     except KeyError:
-        return False
-    if not set(map(type, counts)) <= {str}:
-        return False
-    return set(map(type, given)) <= {list} and list(map(tuple, given)) == list(sizes)
+        return None
+    if not set(map(type, counts)) <= {str} or not set(map(type, given)) <= {list}:
+        return None
+    size_lists = {image_id: list(size) for image_id, size in image_sizes.items()}
+    return counts if given == list(map(size_lists.__getitem__, image_ids)) else None
 
 
 def _check_segmentations(
     results: list, image_ids: list, image_sizes: Mapping, source: str
 ) -> list[dict[str, Any]]:
     segms = [r.get("segmentation") for r in results]
-    sizes = [image_sizes[i] for i in image_ids]
-    if _usual_rles(segms, sizes):
+    counts = _usual_counts(segms, image_ids, image_sizes)
+    if counts is not None:
         rles = segms  # read, never modified
     else:
         rles = []
-        for i, (segm, (h, w)) in enumerate(zip(segms, sizes)):
+        for i, segm in enumerate(segms):
             where = f"{source}: result #{i} (image {image_ids[i]!r})"
             if segm is None:
                 raise ValueError(f"{where}: missing 'segmentation' (needed for mask AP)")
             try:
-                rles.append(to_compressed_rle(segm, h, w))
+                rles.append(to_compressed_rle(segm, *image_sizes[image_ids[i]]))
             except ValueError as e:
                 hint = _SIZE_HINT if "is not the image's" in str(e) else ""
                 raise ValueError(f"{where}: 'segmentation': {e}{hint}") from None
-    for k in check_compressed_rles(rles, sizes).nonzero()[0]:
+    for k in check_compressed_rles(rles, counts=counts).nonzero()[0]:
         raise ValueError(
             f"{source}: result #{k} (image {image_ids[k]!r}): 'segmentation' is a malformed RLE "
             "(a character outside the format, a run cut short, or runs past height*width pixels)"

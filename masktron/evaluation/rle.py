@@ -13,6 +13,7 @@ run but its last.
 
 from __future__ import annotations
 
+import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,14 +27,19 @@ _MORE = 0x20  # "another group of this run follows"
 
 
 def check_compressed_rles(
-    rles: Sequence[Mapping[str, Any]], sizes: Sequence[tuple[int, int]]
+    rles: Sequence[Mapping[str, Any]],
+    sizes: Sequence[tuple[int, int]] | None = None,
+    *,
+    counts: Sequence[str | bytes] | None = None,
 ) -> np.ndarray:
     """Which compressed RLEs are malformed.
 
     Args:
         rles: N dicts with `size` [h, w] (the image's, checked by the caller) and `counts`
             (bytes or str, compressed).
-        sizes: N (height, width) of the images the masks belong to.
+        sizes: N (height, width) of the images the masks belong to (each RLE's `size`, as
+            the caller has checked).
+        counts: the N RLEs' `counts`, when the caller has them already.
 
     Returns:
         (N,) bool, True where the RLE is unusable: a character outside the format's alphabet, a
@@ -42,20 +48,21 @@ def check_compressed_rles(
         mask empty, as both engines read them. Without hotcoco, the last two are not checked.
     """
     n = len(rles)
-    counts = [r["counts"] for r in rles]
-    text = "".join(counts) if set(map(type, counts)) <= {str} else None
+    strings: Sequence[Any] = [r["counts"] for r in rles] if counts is None else counts
+    text = "".join(strings) if set(map(type, strings)) <= {str} else None
     if text is not None and text.isascii():
         joined = text.encode("ascii")
     else:  # bytes, or characters beyond ASCII
-        counts = [c.encode("utf-8", "surrogatepass") if isinstance(c, str) else c for c in counts]
-        joined = b"".join(counts)
+        strings = [c.encode("utf-8", "surrogatepass") if isinstance(c, str) else c for c in strings]
+        joined = b"".join(strings)
     bad = np.zeros(n, dtype=bool)
-    lengths = np.fromiter(map(len, counts), dtype=np.int64, count=n)
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=n)
     if lengths.sum():
         chars = np.frombuffer(joined, dtype=np.uint8)
         ends = np.cumsum(lengths)  # (N,) one past each string's last character
-        outside = np.flatnonzero((chars < _FIRST_CHAR) | (chars > _LAST_CHAR))
-        bad[np.searchsorted(ends, outside, side="right")] = True
+        if chars.min() < _FIRST_CHAR or chars.max() > _LAST_CHAR:  # say where
+            outside = np.flatnonzero((chars < _FIRST_CHAR) | (chars > _LAST_CHAR))
+            bad[np.searchsorted(ends, outside, side="right")] = True
         nonempty = np.flatnonzero(lengths)
         more = ((chars[ends[nonempty] - 1].astype(np.int64) - _FIRST_CHAR) & _MORE) != 0
         bad[nonempty[more]] = True  # the last run is cut short
@@ -75,11 +82,17 @@ def check_compressed_rles(
 
 
 def _check_uncompressed(counts: list, height: int, width: int) -> None:
-    runs = np.asarray(counts)
+    try:  # Python ints (what JSON gives) at C speed; floats and strings are refused here too
+        runs = np.frombuffer(array.array("q", counts), dtype=np.int64)
+    except (TypeError, OverflowError):
+        runs = np.asarray(counts)
     if runs.ndim != 1 or runs.dtype.kind not in "iu" or (runs < 0).any():
         raise ValueError("uncompressed RLE counts must be non-negative integers")
-    if runs.sum() != height * width:
-        raise ValueError(f"RLE counts sum to {runs.sum()}, not height*width {height * width}")
+    area = height * width
+    if runs.size and runs.max() > area:  # (and no overflow in the sum below)
+        raise ValueError(f"RLE counts sum to more than height*width {area}")
+    if runs.sum() != area:
+        raise ValueError(f"RLE counts sum to {runs.sum()}, not height*width {area}")
 
 
 def _finite_numbers(values: list) -> bool:

@@ -142,3 +142,55 @@ def test_bad_files(tmp_path, val):
     test_set = {k: v for k, v in gt.items() if k != "annotations"}
     with pytest.raises(ValueError, match="has no 'annotations'"):
         coco_evaluate(test_set, [], "bbox")
+
+
+def _compressed(segmentation: dict) -> dict:
+    rle = mask_util.frPyObjects(segmentation, *segmentation["size"])
+    return {"size": rle["size"], "counts": rle["counts"].decode()}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda ann: ann.pop("segmentation"), r"annotations\[2\] has no 'segmentation'"),
+        (lambda ann: ann["segmentation"][0].__setitem__(1, "5"), "polygons must be lists of x, y"),
+        (lambda ann: ann["segmentation"][0].__setitem__(1, float("nan")), "finite"),
+        (lambda ann: ann["segmentation"][0].pop(), "polygons must be lists of x, y"),
+        (lambda ann: ann.update(segmentation="mask"), "must be polygons .* or RLE"),
+        (lambda ann: ann.update(iscrowd="yes"), r"annotations\[2\]: 'iscrowd' must be 0 or 1"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["hotcoco", "pycocotools"])
+def test_bad_ground_truth_segmentations(val, change, message, backend):
+    """Checked at once, then one by one to name the annotation: never an engine's error."""
+    gt = json.loads(json.dumps(val[1]))
+    change(gt["annotations"][2])
+    with pytest.raises(ValueError, match=message):
+        coco_evaluate(gt, [], "segm", backend=backend)
+
+
+@pytest.mark.parametrize(
+    "counts, message",
+    [
+        (lambda c: [float(v) for v in c], "non-negative integers"),
+        (lambda c: [-c[0], *c[1:]], "non-negative integers"),
+        (lambda c: c[:-1], "RLE counts sum to"),
+        (lambda c: [*c, 10**12], "sum to more than height.width"),
+        (lambda c: [*c, 10**30], "non-negative integers"),  # beyond int64
+    ],
+)
+@pytest.mark.parametrize("backend", ["hotcoco", "pycocotools"])
+def test_bad_ground_truth_crowd_rles(val, counts, message, backend):
+    gt = json.loads(json.dumps(val[1]))
+    crowd = next(i for i, ann in enumerate(gt["annotations"]) if ann["iscrowd"])
+    segmentation = gt["annotations"][crowd]["segmentation"]
+    fine = coco_evaluate(gt | {"annotations": gt["annotations"][:]}, [], "segm", backend=backend)
+    assert fine["AP"] == 0.0  # uncompressed crowd RLE as given: accepted
+    segmentation["counts"] = counts(segmentation["counts"])
+    with pytest.raises(ValueError, match=rf"annotations\[{crowd}\]: 'segmentation': .*{message}"):
+        coco_evaluate(gt, [], "segm", backend=backend)
+    gt = json.loads(json.dumps(val[1]))
+    rle = _compressed(gt["annotations"][crowd]["segmentation"])
+    gt["annotations"][crowd]["segmentation"] = rle | {"counts": rle["counts"][:-1] + "~"}
+    with pytest.raises(ValueError, match=rf"annotations\[{crowd}\]: 'segmentation' is a malformed"):
+        coco_evaluate(gt, [], "segm", backend=backend)
