@@ -6,12 +6,17 @@ and for panoptic models `<stem>_panoptic.png` (COCO panoptic RGB-encoded ids) wi
 `panoptic.json` (segments per image), and `<stem>_sem_seg.png` (class index per pixel).
 Proposal-only models (rpn_R_50_*) draw their 100 best proposals and write every proposal to
 `proposals.json` (`bbox` XYWH, `objectness_logit`, by image) instead of `results.json`.
+Each image's results also go to `predictions.jsonl` as soon as it is done, so `--resume`
+continues an interrupted run; `.txt` files list images; under `torchrun --nproc-per-node N`
+the images are split over the processes (masktron.cli.predict_stream, docs/speed.md).
 
 Examples:
   masktron predict photo.jpg --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml \\
       --out out/                       # zoo config: its trained weights are downloaded
   masktron predict imgs/ --config my.yaml --weights output/model_final.pth --conf 0.7 --out out/
   masktron predict walk.mp4 --config my.yaml --weights model.pth --track bytetrack --out out/
+  masktron predict paths.txt --config my.yaml --weights model.pth --out out/ --workers 3 --resume
+  torchrun --nproc-per-node 4 -m masktron predict imgs/ --config my.yaml --weights m.pth --out out/
   masktron predict val/ --config out/config.yaml --weights out/model_best.pth --gt val.json \
       --out pred/                # then: masktron eval --gt val.json --results pred/results.json
 
@@ -37,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from masktron.cli import predict_video
+from masktron.cli import predict_stream, predict_video
 from masktron.cli.failures import FailureLog
 from masktron.cli.input_limits import (
     add_limit_arguments,
@@ -92,6 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_limit_arguments(parser)
     add_override_arguments(parser, trailing=False)  # trailing pairs: see split_trailing_overrides
     predict_video.add_arguments(parser)  # videos, webcams, frame folders: see predict_video
+    predict_stream.add_arguments(parser)  # many images, workers, --resume, torchrun
 
 
 def setup_cfg(args: argparse.Namespace) -> Any:
@@ -138,7 +144,8 @@ def _key(zoo_name: str) -> str:
 
 
 def collect_images(inputs: Sequence[str]) -> list[str]:
-    """Image files named directly or found (non-recursively, sorted) in the folders given."""
+    """Image files named directly, found (non-recursively, sorted) in the folders given, or
+    listed in .txt files (`predict_stream.read_path_list`)."""
     paths: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
@@ -150,6 +157,8 @@ def collect_images(inputs: Sequence[str]) -> list[str]:
             if not found:
                 raise CommandError(f"{item}: no images ({', '.join(IMAGE_EXTENSIONS)}) in folder")
             paths.extend(found)
+        elif os.path.isfile(item) and item.lower().endswith(predict_stream.PATH_LIST_EXTENSIONS):
+            paths.extend(predict_stream.read_path_list(item))
         elif os.path.isfile(item):
             paths.append(item)
         else:
@@ -336,8 +345,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.config:
         args._parser.error("--config is required (or --onnx MODEL.onnx)")
     from masktron.cli.predict_gt import ground_truth_ids
-    from masktron.data.run_datasets import config_metadata
-    from masktron.engine import DefaultPredictor
 
     take_trailing_overrides(args)  # before telling videos from images by the inputs
     if predict_video.is_video_request(args):
@@ -346,12 +353,5 @@ def run(args: argparse.Namespace) -> int:
     paths = collect_images(args.inputs)
     apply_limit_arguments(args)
     image_ids = ground_truth_ids(args.gt, paths) if args.gt else None
-    predictor = DefaultPredictor(cfg)
-    metadata = config_metadata(cfg)
-    failures = FailureLog(args.out, what="image")
-    done, _ = predict_images(
-        predictor, metadata, paths, args.out, image_ids=image_ids, labels=not args.no_labels,
-        failures=failures, max_draw_size=args.max_draw_size,
-    )  # fmt: skip
-    print(f"wrote {done} image(s) and {_results_name(predictor)} to {args.out}")
-    return failures.finish()
+    # DataLoader workers, predictions.jsonl, --resume, torchrun: see predict_stream
+    return predict_stream.run(args, cfg, paths, image_ids)
