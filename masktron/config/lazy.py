@@ -190,6 +190,15 @@ class LazyConfig:
             f.write(text)
 
     @staticmethod
+    def to_py(cfg: DictConfig, prefix: str = "cfg.") -> str:
+        """The config as Python assignments (`cfg.train.max_iter = 184375`, LazyCalls as calls
+        of their targets' dotted names), formatted by `black` when installed; see
+        `masktron.config.lazy_py`."""
+        from masktron.config.lazy_py import config_to_py
+
+        return config_to_py(cfg, prefix)
+
+    @staticmethod
     def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
         """Apply `["a.b=1", 'c="text"', ...]` (values read as Python literals, else strings).
 
