@@ -227,6 +227,15 @@ def get(config_path: str, trained: bool = False, device: str | None = None) -> t
     cfg = get_config(config_path, trained)
     if device is None and not torch.cuda.is_available():
         device = "cpu"
+    if config_path.endswith(".py"):  # a LazyConfig: the model is `cfg.model`, instantiated
+        from masktron.config import instantiate
+
+        model = instantiate(cfg.model)
+        if device is not None:
+            model = model.to(device)
+        if cfg.train.init_checkpoint:
+            DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        return model
     if device is not None:
         cfg.MODEL.DEVICE = device
     model = build_model(cfg)
