@@ -31,8 +31,9 @@ from masktron.layers import ShapeSpec, get_norm
 from masktron.models.anchors import DefaultAnchorGenerator
 from masktron.models.box_coder import Box2BoxTransform
 from masktron.models.build_dense import build_panoptic_fpn, build_retinanet
-from masktron.models.build_heads import build_cascade_roi_heads, build_keypoint_branch
+from masktron.models.build_heads import build_keypoint_branch, cascade_heads_kwargs
 from masktron.models.matcher import Matcher
+from masktron.models.panoptic_fpn import PanopticFPN
 from masktron.models.poolers import ROIPooler
 from masktron.models.proposal_network import ProposalNetwork
 from masktron.models.rcnn import GeneralizedRCNN
@@ -44,7 +45,9 @@ from masktron.models.registry import (
     ROI_HEADS_REGISTRY,
     ROI_MASK_HEAD_REGISTRY,
     RPN_HEAD_REGISTRY,
+    SEM_SEG_HEADS_REGISTRY,
 )
+from masktron.models.retinanet import RetinaNet
 from masktron.models.roi_heads import (
     FastRCNNConvFCHead,
     FastRCNNOutputLayers,
@@ -52,7 +55,9 @@ from masktron.models.roi_heads import (
     Res5ROIHeads,
     StandardROIHeads,
 )
+from masktron.models.roi_heads.cascade import CascadeROIHeads
 from masktron.models.rpn import RPN, StandardRPNHead
+from masktron.models.sem_seg_head import SemSegFPNHead
 
 logger = logging.getLogger(__name__)
 
@@ -468,13 +473,14 @@ def standard_roi_heads_kwargs(cfg: CfgNode, shapes: Mapping[str, ShapeSpec]) -> 
     }
 
 
-def _cascade_roi_heads(cfg: CfgNode, shapes: Mapping[str, ShapeSpec]) -> nn.Module:
-    """Cascade R-CNN's heads: one box head and predictor per stage (`build_cascade_roi_heads`)."""
+def cascade_roi_heads_kwargs(cfg: CfgNode, shapes: Mapping[str, ShapeSpec]) -> dict[str, Any]:
+    """`CascadeROIHeads` arguments: one box head and predictor per stage
+    (`cascade_heads_kwargs`), the mask and keypoint branches."""
     in_shapes = [shapes[f] for f in cfg.MODEL.ROI_HEADS.IN_FEATURES]
     b = cfg.MODEL.ROI_BOX_HEAD
     res = b.POOLER_RESOLUTION
     pooled = ShapeSpec(channels=_known(in_shapes[0].channels, "channels"), height=res, width=res)
-    return build_cascade_roi_heads(
+    return cascade_heads_kwargs(
         cfg,
         lambda: cast(FastRCNNConvFCHead, build_box_head(cfg, pooled)),
         lambda size: build_box_predictor(cfg, size),
@@ -494,7 +500,7 @@ def build_roi_heads(cfg: CfgNode, shapes: Mapping[str, ShapeSpec]) -> nn.Module:
     if name == "StandardROIHeads":
         return StandardROIHeads(**standard_roi_heads_kwargs(cfg, shapes))
     if name == "CascadeROIHeads":
-        return _cascade_roi_heads(cfg, shapes)
+        return CascadeROIHeads(**cascade_roi_heads_kwargs(cfg, shapes))
     return _plugin(
         ROI_HEADS_REGISTRY,
         name,
@@ -532,16 +538,21 @@ def build_rcnn(cfg: CfgNode) -> GeneralizedRCNN:
     return GeneralizedRCNN(**rcnn_kwargs(cfg))
 
 
-def build_proposal_network(cfg: CfgNode) -> ProposalNetwork:
-    """A backbone and an RPN alone (Detectron2's `rpn_R_50_*` models)."""
+def proposal_network_kwargs(cfg: CfgNode) -> dict[str, Any]:
+    """`ProposalNetwork` arguments, its backbone and RPN built."""
     backbone = build_backbone(cfg)
-    return ProposalNetwork(
+    return dict(
         backbone=backbone,
         proposal_generator=build_rpn(cfg, backbone.output_shape()),
         pixel_mean=cfg.MODEL.PIXEL_MEAN,
         pixel_std=cfg.MODEL.PIXEL_STD,
         input_format=cfg.INPUT.FORMAT,
     )
+
+
+def build_proposal_network(cfg: CfgNode) -> ProposalNetwork:
+    """A backbone and an RPN alone (Detectron2's `rpn_R_50_*` models)."""
+    return ProposalNetwork(**proposal_network_kwargs(cfg))
 
 
 META_ARCHITECTURES: dict[str, Callable[[CfgNode], nn.Module]] = {
@@ -602,11 +613,12 @@ def build_model(cfg: CfgNode) -> nn.Module:
 
 # Detectron2's registries list the built-in parts too (those that build from a config).
 for _registry, _parts in (
-    (META_ARCH_REGISTRY, [GeneralizedRCNN]),
+    (META_ARCH_REGISTRY, [GeneralizedRCNN, ProposalNetwork, RetinaNet, PanopticFPN]),
     (BACKBONE_REGISTRY, list(BACKBONES.values())),
     (PROPOSAL_GENERATOR_REGISTRY, [RPN]),
     (RPN_HEAD_REGISTRY, [StandardRPNHead]),
-    (ROI_HEADS_REGISTRY, [StandardROIHeads, Res5ROIHeads]),
+    (ROI_HEADS_REGISTRY, [StandardROIHeads, Res5ROIHeads, CascadeROIHeads]),
+    (SEM_SEG_HEADS_REGISTRY, [SemSegFPNHead]),
     (ROI_BOX_HEAD_REGISTRY, [FastRCNNConvFCHead]),
     (ROI_MASK_HEAD_REGISTRY, [MaskRCNNConvUpsampleHead]),
 ):

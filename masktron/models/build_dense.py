@@ -8,7 +8,7 @@ here; they reuse its backbone, anchor, RPN and RoI-head builders.
 from __future__ import annotations
 
 import logging
-from typing import cast
+from typing import Any, cast
 
 from torch import nn
 
@@ -38,23 +38,18 @@ def _pick(shapes: dict[str, ShapeSpec], names: list[str], key: str) -> dict[str,
     return {n: shapes[n] for n in names}
 
 
-def build_retinanet(cfg: CfgNode) -> RetinaNet:
-    """RetinaNet on the backbone of `MODEL.BACKBONE.NAME` (normally ResNet-FPN with P6/P7)."""
+def retinanet_head_kwargs(cfg: CfgNode, in_shapes: list[ShapeSpec]) -> dict[str, Any]:
+    """`RetinaNetHead` arguments for its input levels (`MODEL.RETINANET`)."""
     r = cfg.MODEL.RETINANET
-    core = _core()
-    backbone = core.build_backbone(cfg)
-    in_shapes = list(
-        _pick(backbone.output_shape(), r.IN_FEATURES, "MODEL.RETINANET.IN_FEATURES").values()
-    )
     channels = in_shapes[0].channels
     if channels is None or any(s.channels != channels for s in in_shapes):
         raise ValueError(f"RetinaNet inputs {r.IN_FEATURES} must have the same number of channels")
-    anchors = core.build_anchor_generator(cfg, in_shapes)
+    anchors = _core().build_anchor_generator(cfg, in_shapes)
     if len(set(anchors.num_cell_anchors)) != 1:
         raise ValueError(
             "the RetinaNet head needs the same number of anchors per cell at every level"
         )
-    head = RetinaNetHead(
+    return dict(
         in_channels=channels,
         num_classes=r.NUM_CLASSES,
         num_anchors=anchors.num_cell_anchors[0],
@@ -62,11 +57,22 @@ def build_retinanet(cfg: CfgNode) -> RetinaNet:
         norm=r.NORM,
         prior_prob=r.PRIOR_PROB,
     )
-    return RetinaNet(
+
+
+def retinanet_kwargs(cfg: CfgNode) -> dict[str, Any]:
+    """`RetinaNet` arguments, its backbone, head and anchors built (Detectron2's
+    `RetinaNet(cfg)` reads the same)."""
+    r = cfg.MODEL.RETINANET
+    core = _core()
+    backbone = core.build_backbone(cfg)
+    in_shapes = list(
+        _pick(backbone.output_shape(), r.IN_FEATURES, "MODEL.RETINANET.IN_FEATURES").values()
+    )
+    return dict(
         backbone=backbone,
-        head=head,
+        head=RetinaNetHead(**retinanet_head_kwargs(cfg, in_shapes)),
         head_in_features=r.IN_FEATURES,
-        anchor_generator=anchors,
+        anchor_generator=core.build_anchor_generator(cfg, in_shapes),
         box2box_transform=Box2BoxTransform(weights=r.BBOX_REG_WEIGHTS),
         anchor_matcher=Matcher(r.IOU_THRESHOLDS, r.IOU_LABELS, allow_low_quality_matches=True),
         num_classes=r.NUM_CLASSES,
@@ -84,6 +90,25 @@ def build_retinanet(cfg: CfgNode) -> RetinaNet:
     )
 
 
+def build_retinanet(cfg: CfgNode) -> RetinaNet:
+    """RetinaNet on the backbone of `MODEL.BACKBONE.NAME` (normally ResNet-FPN with P6/P7)."""
+    return RetinaNet(**retinanet_kwargs(cfg))
+
+
+def sem_seg_head_kwargs(cfg: CfgNode, shapes: dict[str, ShapeSpec]) -> dict[str, Any]:
+    """`SemSegFPNHead` arguments for the backbone's output shapes (`MODEL.SEM_SEG_HEAD`)."""
+    s = cfg.MODEL.SEM_SEG_HEAD
+    return dict(
+        input_shape=_pick(shapes, s.IN_FEATURES, "MODEL.SEM_SEG_HEAD.IN_FEATURES"),
+        num_classes=s.NUM_CLASSES,
+        conv_dims=s.CONVS_DIM,
+        common_stride=s.COMMON_STRIDE,
+        norm=s.NORM,
+        loss_weight=s.LOSS_WEIGHT,
+        ignore_value=s.IGNORE_VALUE,
+    )
+
+
 def build_sem_seg_head(cfg: CfgNode, shapes: dict[str, ShapeSpec]) -> nn.Module:
     """The semantic FPN head of `MODEL.SEM_SEG_HEAD`."""
     s = cfg.MODEL.SEM_SEG_HEAD
@@ -96,19 +121,11 @@ def build_sem_seg_head(cfg: CfgNode, shapes: dict[str, ShapeSpec]) -> nn.Module:
             shapes,
             builtins=["SemSegFPNHead"],
         )
-    return SemSegFPNHead(
-        input_shape=_pick(shapes, s.IN_FEATURES, "MODEL.SEM_SEG_HEAD.IN_FEATURES"),
-        num_classes=s.NUM_CLASSES,
-        conv_dims=s.CONVS_DIM,
-        common_stride=s.COMMON_STRIDE,
-        norm=s.NORM,
-        loss_weight=s.LOSS_WEIGHT,
-        ignore_value=s.IGNORE_VALUE,
-    )
+    return SemSegFPNHead(**sem_seg_head_kwargs(cfg, shapes))
 
 
-def build_panoptic_fpn(cfg: CfgNode) -> PanopticFPN:
-    """Mask R-CNN (FPN) + the semantic FPN head, with `MODEL.PANOPTIC_FPN`'s combine rules."""
+def panoptic_fpn_kwargs(cfg: CfgNode) -> dict[str, Any]:
+    """`PanopticFPN` arguments: Mask R-CNN's parts, the semantic head and the combine rules."""
     if not cfg.MODEL.MASK_ON:
         raise ValueError(
             "PanopticFPN needs MODEL.MASK_ON=True: the panoptic output is built from masks"
@@ -124,7 +141,7 @@ def build_panoptic_fpn(cfg: CfgNode) -> PanopticFPN:
     core = _core()
     backbone = core.build_backbone(cfg)
     shapes = backbone.output_shape()
-    return PanopticFPN(
+    return dict(
         backbone=backbone,
         proposal_generator=core.build_rpn(cfg, shapes),
         roi_heads=core.build_roi_heads(cfg, shapes),
@@ -137,3 +154,8 @@ def build_panoptic_fpn(cfg: CfgNode) -> PanopticFPN:
         pixel_std=cfg.MODEL.PIXEL_STD,
         input_format=cfg.INPUT.FORMAT,
     )
+
+
+def build_panoptic_fpn(cfg: CfgNode) -> PanopticFPN:
+    """Mask R-CNN (FPN) + the semantic FPN head, with `MODEL.PANOPTIC_FPN`'s combine rules."""
+    return PanopticFPN(**panoptic_fpn_kwargs(cfg))

@@ -14,7 +14,6 @@ from masktron.models.box_coder import Box2BoxTransform
 from masktron.models.matcher import Matcher
 from masktron.models.poolers import ROIPooler
 from masktron.models.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers
-from masktron.models.roi_heads.cascade import CascadeROIHeads
 from masktron.models.roi_heads.keypoint_head import KRCNNConvDeconvUpsampleHead
 
 
@@ -55,14 +54,14 @@ def build_keypoint_branch(cfg: CfgNode, in_shapes: list[ShapeSpec]) -> dict[str,
     }
 
 
-def build_cascade_roi_heads(
+def cascade_heads_kwargs(
     cfg: CfgNode,
     make_box_head: Callable[[], FastRCNNConvFCHead],
     make_predictor: Callable[[int], FastRCNNOutputLayers],
     **kwargs: Any,
-) -> CascadeROIHeads:
-    """Cascade R-CNN: one box head, predictor (with the stage's box-coder weights) and matcher
-    per entry of `ROI_BOX_CASCADE_HEAD.IOUS` / `BBOX_REG_WEIGHTS`.
+) -> dict[str, Any]:
+    """`CascadeROIHeads` arguments: one box head, predictor (with the stage's box-coder weights)
+    and matcher per entry of `ROI_BOX_CASCADE_HEAD.IOUS` / `BBOX_REG_WEIGHTS`.
 
     Args:
         make_box_head: builds one stage's box head from `ROI_BOX_HEAD`.
@@ -96,7 +95,7 @@ def build_cascade_roi_heads(
         predictor.box2box_transform = Box2BoxTransform(weights=(w[0], w[1], w[2], w[3]))
         heads.append(head)
         predictors.append(predictor)
-    return CascadeROIHeads(
+    return dict(
         box_heads=heads,
         box_predictors=predictors,
         proposal_matchers=[Matcher([iou], [0, 1], allow_low_quality_matches=False) for iou in ious],

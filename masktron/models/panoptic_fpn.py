@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from masktron.config.configurable import configurable
 from masktron.models.postprocessing import detector_postprocess, sem_seg_postprocess
 from masktron.models.rcnn import GeneralizedRCNN
 from masktron.models.sem_seg_head import SemSegFPNHead
@@ -100,6 +101,7 @@ class PanopticFPN(GeneralizedRCNN):
         **kwargs: `GeneralizedRCNN`'s arguments.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -116,6 +118,14 @@ class PanopticFPN(GeneralizedRCNN):
         self.combine_stuff_area_thresh = combine_stuff_area_thresh
         self.combine_instances_score_thresh = combine_instances_score_thresh
         self.instance_loss_weight = instance_loss_weight
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> dict[str, Any]:
+        """Detectron2's `PanopticFPN(cfg)`: Mask R-CNN's parts, the semantic head and
+        `MODEL.PANOPTIC_FPN`'s combine rules, built from the config."""
+        from masktron.models.build_dense import panoptic_fpn_kwargs
+
+        return panoptic_fpn_kwargs(cfg)
 
     def forward(self, batched_inputs: list[dict[str, Any]]) -> Any:
         if not self.training:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from masktron.backbones.backbone import Backbone
+from masktron.config.configurable import configurable
 from masktron.models.postprocessing import detector_postprocess
 from masktron.models.rcnn import DetectorInput
 from masktron.models.rpn import RPN
@@ -30,6 +31,7 @@ class ProposalNetwork(DetectorInput):
         input_format: "BGR" or "RGB": the channel order the weights expect.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -43,6 +45,13 @@ class ProposalNetwork(DetectorInput):
             backbone=backbone, pixel_mean=pixel_mean, pixel_std=pixel_std, input_format=input_format
         )
         self.proposal_generator = proposal_generator
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> dict[str, Any]:
+        """Detectron2's `ProposalNetwork(cfg)`: the backbone and RPN built from the config."""
+        from masktron.models.build import proposal_network_kwargs
+
+        return proposal_network_kwargs(cfg)
 
     def forward(self, batched_inputs: list[dict[str, Any]]) -> Any:
         images = self.preprocess_image(batched_inputs)

@@ -18,7 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from masktron.backbones.backbone import Backbone
-from masktron.layers import batched_nms, get_norm, topk_size
+from masktron.config.configurable import configurable
+from masktron.layers import ShapeSpec, batched_nms, get_norm, topk_size
 from masktron.layers.losses import giou_loss, sigmoid_focal_loss, smooth_l1_loss
 from masktron.models.anchors import DefaultAnchorGenerator
 from masktron.models.box_coder import Box2BoxTransform
@@ -43,6 +44,7 @@ class RetinaNetHead(nn.Module):
         prior_prob: initial foreground probability: the class bias starts at -log((1-p)/p).
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -69,6 +71,13 @@ class RetinaNetHead(nn.Module):
         # Focal loss paper, section 4.1: start every anchor at foreground probability prior_prob.
         prior_logit = -math.log((1 - prior_prob) / prior_prob)
         nn.init.constant_(cast(torch.Tensor, self.cls_score.bias), prior_logit)
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: list[ShapeSpec]) -> dict[str, Any]:
+        """Detectron2's `RetinaNetHead(cfg, input_shape)`: arguments from `MODEL.RETINANET`."""
+        from masktron.models.build_dense import retinanet_head_kwargs
+
+        return retinanet_head_kwargs(cfg, list(input_shape))
 
     @staticmethod
     def _subnet(in_channels: int, conv_dims: Sequence[int], norm: str) -> nn.Sequential:
@@ -238,6 +247,7 @@ class RetinaNet(DetectorInput):
         pixel_mean, pixel_std, input_format: input normalisation, as `GeneralizedRCNN`.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -286,6 +296,13 @@ class RetinaNet(DetectorInput):
         # varies too much. It is training state, not a weight: it is not saved.
         self.loss_normalizer = 100.0
         self.loss_normalizer_momentum = 0.9
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> dict[str, Any]:
+        """Detectron2's `RetinaNet(cfg)`: backbone, head and anchors built from the config."""
+        from masktron.models.build_dense import retinanet_kwargs
+
+        return retinanet_kwargs(cfg)
 
     def forward(self, batched_inputs: list[dict[str, Any]]) -> Any:
         """Training: a dict of `loss_cls`, `loss_box_reg`. Inference: per image

@@ -5,11 +5,13 @@ predictor gives per-class logits, upsampled to the input resolution."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from masktron.config.configurable import configurable
 from masktron.layers import Conv2d, ShapeSpec, c2_msra_fill, conv3x3_norm_relu
 
 
@@ -49,6 +51,7 @@ class SemSegFPNHead(nn.Module):
         ignore_value: target label without a loss (255).
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -84,6 +87,13 @@ class SemSegFPNHead(nn.Module):
             self.add_module(name, nn.Sequential(*layers))
         self.predictor = Conv2d(conv_dims, num_classes, kernel_size=1)
         c2_msra_fill(self.predictor)
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
+        """Detectron2's `SemSegFPNHead(cfg, input_shape)`: `MODEL.SEM_SEG_HEAD`'s arguments."""
+        from masktron.models.build_dense import sem_seg_head_kwargs
+
+        return sem_seg_head_kwargs(cfg, dict(input_shape))
 
     def layers(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Sum of the per-level branches, then the predictor: (N, C, H/s, W/s) logits."""

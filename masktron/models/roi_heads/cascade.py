@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from masktron.config.configurable import configurable
+from masktron.layers import ShapeSpec
 from masktron.models.matcher import Matcher
 from masktron.models.poolers import ROIPooler
 from masktron.models.roi_heads.box_head import (
@@ -54,6 +56,7 @@ class CascadeROIHeads(StandardROIHeads):
             `proposal_matcher`).
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -85,6 +88,16 @@ class CascadeROIHeads(StandardROIHeads):
         self.box_head = nn.ModuleList(box_heads)  # type: ignore[assignment]
         self.box_predictor = nn.ModuleList(box_predictors)  # type: ignore[assignment]
         self.proposal_matchers = proposal_matchers
+
+    @classmethod
+    def from_config(  # type: ignore[override]  # Detectron2's signature: input_shape needed
+        cls, cfg: Any, input_shape: dict[str, ShapeSpec]
+    ) -> dict[str, Any]:
+        """Detectron2's `CascadeROIHeads(cfg, input_shape)`: one box head, predictor and matcher
+        per stage (`MODEL.ROI_BOX_CASCADE_HEAD`), and the mask/keypoint branches."""
+        from masktron.models.build import cascade_roi_heads_kwargs
+
+        return cascade_roi_heads_kwargs(cfg, input_shape)
 
     def _forward_box(
         self,
