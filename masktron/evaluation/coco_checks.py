@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from masktron.evaluation.rle import check_compressed_rles, check_rle_size
+from masktron.evaluation.rle import check_compressed_rles, check_rle_size, uncompressed_rles_ok
 
 _SHOW = 8  # how many offending ids an error message lists
 NUMBER_TYPES = frozenset({int, float})
@@ -268,6 +268,7 @@ def check_gt_segmentations(dataset: Mapping, source: str) -> list[Any]:
         return segms
     sizes = {image["id"]: (image["height"], image["width"]) for image in dataset["images"]}
     compressed, compressed_sizes, where = [], [], []
+    uncompressed, uncompressed_where = [], []
     for i, segm in enumerate(segms):
         if type(segm) is list:
             continue
@@ -278,13 +279,23 @@ def check_gt_segmentations(dataset: Mapping, source: str) -> list[Any]:
             )
         h, w = sizes[annotations[i]["image_id"]]
         try:
-            check_rle_size(segm, h, w)
+            check_rle_size(segm, h, w, uncompressed_runs=False)
         except ValueError as e:
             raise ValueError(f"{source}: annotations[{i}]: 'segmentation': {e}") from None
         if isinstance(segm["counts"], (str, bytes)):
             compressed.append(segm)
             compressed_sizes.append((h, w))
             where.append(i)
+        else:
+            uncompressed.append(segm)
+            uncompressed_where.append(i)
+    areas = [h * w for h, w in (segm["size"] for segm in uncompressed)]
+    if not uncompressed_rles_ok([segm["counts"] for segm in uncompressed], areas):
+        for i, segm in zip(uncompressed_where, uncompressed):
+            try:
+                check_rle_size(segm, *segm["size"])
+            except ValueError as e:
+                raise ValueError(f"{source}: annotations[{i}]: 'segmentation': {e}") from None
     for k in check_compressed_rles(compressed, compressed_sizes).nonzero()[0]:
         raise ValueError(f"{source}: annotations[{where[k]}]: 'segmentation' is a malformed RLE")
     return segms

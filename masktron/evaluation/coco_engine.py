@@ -274,9 +274,10 @@ def run_cocoeval(
     if gt.cat_map is not None:
         back = {v: k for k, v in gt.cat_map.items()}
         cats = [back[c] for c in engine_cats]
+    accumulated = evaluator.eval  # (hotcoco builds this dict of arrays on every access)
     return CocoEvalArrays(
-        precision=np.asarray(evaluator.eval["precision"], dtype=np.float64),
-        recall=np.asarray(evaluator.eval["recall"], dtype=np.float64),
+        precision=np.asarray(accumulated["precision"], dtype=np.float64),
+        recall=np.asarray(accumulated["recall"], dtype=np.float64),
         iou_thresholds=np.asarray(params.iouThrs, dtype=np.float64),
         recall_thresholds=np.asarray(params.recThrs, dtype=np.float64),
         cat_ids=cats,
@@ -298,17 +299,16 @@ def summarize(arrays: CocoEvalArrays, iou_type: str = "bbox") -> dict[str, float
     ARl. AP and the per-area figures use the last detection limit (as Detectron2 does for
     limits other than 100).
     """
-    p, r = arrays.precision, arrays.recall  # (T, R, K, A, M), (T, K, A, M)
+    r = arrays.recall  # (T, K, A, M)
     t50 = int(np.argmin(np.abs(arrays.iou_thresholds - 0.5)))
     t75 = int(np.argmin(np.abs(arrays.iou_thresholds - 0.75)))
     m = len(arrays.max_dets) - 1
+    # (T, R, K, A, M) -> (A, T, R, K) at the last limit, copied once: the slices below are then
+    # contiguous, their elements in the same order as before
+    p = np.moveaxis(arrays.precision[..., m], -1, 0).copy()
     areas = [(a, _AREA_SUFFIX.get(label, label)) for a, label in enumerate(arrays.area_labels)]
-    raw = {
-        "AP": _mean_valid(p[..., 0, m]),
-        "AP50": _mean_valid(p[t50, ..., 0, m]),
-        "AP75": _mean_valid(p[t75, ..., 0, m]),
-    }
-    raw.update({f"AP{suffix}": _mean_valid(p[..., a, m]) for a, suffix in areas[1:]})
+    raw = {"AP": _mean_valid(p[0]), "AP50": _mean_valid(p[0, t50]), "AP75": _mean_valid(p[0, t75])}
+    raw.update({f"AP{suffix}": _mean_valid(p[a]) for a, suffix in areas[1:]})
     if iou_type == "keypoints":
         raw["AR"] = _mean_valid(r[..., 0, m])
         raw["AR50"] = _mean_valid(r[t50, :, 0, m])
@@ -324,8 +324,9 @@ def summarize(arrays: CocoEvalArrays, iou_type: str = "bbox") -> dict[str, float
 def per_category_ap(arrays: CocoEvalArrays) -> dict[Any, float]:
     """category id -> AP in percent (all areas, last detection limit; NaN without ground truth)."""
     out = {}
+    per_k = np.moveaxis(arrays.precision[:, :, :, 0, -1], -1, 0).copy()  # (T, R, K) -> (K, T, R)
     for k, cat_id in enumerate(arrays.cat_ids):
-        value = _mean_valid(arrays.precision[:, :, k, 0, -1])
+        value = _mean_valid(per_k[k])
         out[cat_id] = value * 100 if value >= 0 else float("nan")
     return out
 

@@ -95,21 +95,45 @@ def _check_uncompressed(counts: list, height: int, width: int) -> None:
         raise ValueError(f"RLE counts sum to {runs.sum()}, not height*width {area}")
 
 
+def uncompressed_rles_ok(counts: Sequence[list], areas: Sequence[int]) -> bool:
+    """Whether each list of uncompressed RLE `counts` is non-negative Python ints summing to
+    its mask's height*width: all at once (False: check them one by one with `check_rle_size`
+    to say which and why)."""
+    if not counts:
+        return True
+    try:  # one array per list, made at C speed; floats and strings are refused
+        parts = [np.frombuffer(array.array("q", c), dtype=np.int64) for c in counts]
+    except (TypeError, OverflowError):
+        return False
+    lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+    if not lengths.all():
+        return False
+    runs = np.concatenate(parts)
+    target = np.asarray(areas, dtype=np.int64)
+    if runs.min() < 0 or runs.max() > target.max():  # (and no overflow in the sums)
+        return False
+    return bool((np.add.reduceat(runs, np.cumsum(lengths) - lengths) == target).all())
+
+
 def _finite_numbers(values: list) -> bool:
     return all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values
     )
 
 
-def check_rle_size(segmentation: Mapping, height: int, width: int) -> None:
-    """An RLE's `size` must be its image's; uncompressed `counts` must cover it exactly."""
+def check_rle_size(
+    segmentation: Mapping, height: int, width: int, *, uncompressed_runs: bool = True
+) -> None:
+    """An RLE's `size` must be its image's; uncompressed `counts` must cover it exactly (not
+    checked here with `uncompressed_runs=False`: the caller checks many at once)."""
     size = segmentation["size"]
     size = list(size) if isinstance(size, (list, tuple)) else size
     if size != [height, width]:
         raise ValueError(f"RLE size {size} is not the image's [height, width] {[height, width]}")
     counts = segmentation["counts"]
     if isinstance(counts, list):
-        _check_uncompressed(counts, height, width)
+        if uncompressed_runs:
+            _check_uncompressed(counts, height, width)
     elif isinstance(counts, str) and not counts.isascii():
         raise ValueError("RLE counts have non-ASCII characters")
     elif not isinstance(counts, (str, bytes)):
