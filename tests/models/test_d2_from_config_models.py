@@ -34,7 +34,7 @@ def _cfg(name: str):
 
 
 def _images():
-    return [{"image": x["image"]} for x in make_inputs()]
+    return [{"image": make_inputs()[0]["image"]}]
 
 
 def _assert_same(built: torch.nn.Module, from_cfg: torch.nn.Module) -> None:
