@@ -12,6 +12,7 @@ import ast
 import builtins
 import contextlib
 import dataclasses
+import inspect
 import os
 import types
 import uuid
@@ -22,7 +23,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from masktron.utils.file_io import atomic_open
-from masktron.utils.registry import _convert_target_to_string
+from masktron.utils.registry import _convert_target_to_string, locate
 
 __all__ = ["LazyConfig"]
 
@@ -96,8 +97,26 @@ def _run_file(path: str) -> dict[str, Any]:
     return namespace
 
 
+def _plain_value(value: Any) -> Any:
+    """A leaf for YAML: a class or function given as an argument (RegNet's `stem_class`)
+    becomes the call that finds it again, `{_target_: masktron.utils.registry.locate, name:
+    <dotted name>}`, so `instantiate` passes the same object; other values are unchanged (an
+    object YAML cannot hold makes `save` fail with a clear message)."""
+    if not (isinstance(value, type) or inspect.isfunction(value) or inspect.isbuiltin(value)):
+        return value
+    name = _convert_target_to_string(value)
+    try:
+        found = locate(name)
+    except ImportError:
+        return value  # a lambda or local function: not importable by name
+    if found is not value:
+        return value
+    return {"_target_": _convert_target_to_string(locate), "name": name}
+
+
 def _to_plain(node: Any) -> Any:
-    """Plain containers for YAML: callables in `_target_` as dotted names, nodes typed by a
+    """Plain containers for YAML: callables in `_target_` as dotted names, classes and
+    functions given as arguments as calls that find them (`_plain_value`), nodes typed by a
     dataclass as `{_target_: <dataclass>, fields...}`, interpolations kept unresolved."""
     if isinstance(node, DictConfig):
         out: dict[str, Any] = {}
@@ -111,12 +130,13 @@ def _to_plain(node: Any) -> Any:
                 continue
             value = child._value()  # type: ignore[union-attr]
             if key == "_target_" and callable(value):
-                value = _convert_target_to_string(value)
-            out[str(key)] = value
+                out[str(key)] = _convert_target_to_string(value)
+            else:
+                out[str(key)] = _plain_value(value)
         return out
     if isinstance(node, ListConfig):
         return [_to_plain(node._get_node(i)) for i in range(len(node))]
-    return node._value() if hasattr(node, "_value") else node
+    return _plain_value(node._value() if hasattr(node, "_value") else node)
 
 
 def _parse_value(text: str) -> Any:

@@ -200,3 +200,23 @@ def test_lsj_training_pipeline_feeds_a_training_step(photo, photo_path):
     multiplier = instantiate(cfg.lr_multiplier)
     assert multiplier(0.0) == pytest.approx(0.067)  # warmup start
     assert multiplier(0.5) == 1.0 and multiplier(170000 / 184375) == pytest.approx(0.1)
+
+
+def test_regnet_config_saves_and_loads_with_its_block_classes(tmp_path):
+    """The classes RegNet takes as arguments (`stem_class`, `block_class`) survive a YAML
+    save/load: written as calls that find them again by name; a lambda still cannot be saved."""
+    from masktron.backbones.regnet import ResBottleneckBlock, SimpleStem
+    from masktron.config import LazyConfig
+
+    cfg = model_zoo.get_config(REGNETY)
+    path = str(tmp_path / "config.yaml")
+    LazyConfig.save(cfg, path)
+    loaded = LazyConfig.load(path)
+    bottom_up = loaded.model.backbone.bottom_up
+    assert instantiate(bottom_up.stem_class) is SimpleStem
+    assert instantiate(bottom_up.block_class) is ResBottleneckBlock
+    assert loaded.train.max_iter == cfg.train.max_iter
+    assert list(loaded.lr_multiplier.scheduler.milestones) == [163889, 177546]
+    cfg.model.roi_heads.box_head.conv_norm = lambda c: torch.nn.BatchNorm2d(c)
+    with pytest.raises(ValueError, match="cannot save the config as YAML"):
+        LazyConfig.save(cfg, path)
