@@ -348,6 +348,7 @@ def run(args: argparse.Namespace) -> int:
 
     take_trailing_overrides(args)  # before telling videos from images by the inputs
     if predict_video.is_video_request(args):
+        predict_stream.refuse_under_torchrun("videos")
         return predict_video.run(args)
     cfg = setup_cfg(args)
     paths = collect_images(args.inputs)

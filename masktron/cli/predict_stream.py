@@ -22,6 +22,7 @@ import argparse
 import datetime
 import functools
 import itertools
+import logging
 import os
 import pickle
 import sys
@@ -53,10 +54,12 @@ __all__ = [
     "add_arguments",
     "default_workers",
     "read_path_list",
+    "refuse_under_torchrun",
     "run",
 ]
 
 PATH_LIST_EXTENSIONS = (".txt",)
+logger = logging.getLogger(__name__)
 _MERGE_CHUNK = 256  # lines per message when ranks send their results to rank 0
 # How long a rank that finished its share waits for the slowest one (torchrun ends every rank
 # at once when one fails, so a long wait never outlives a dead rank).
@@ -316,11 +319,34 @@ def run(args: argparse.Namespace, cfg: Any, paths: Sequence[str], image_ids: Any
             dist.destroy_process_group()
 
 
+def refuse_under_torchrun(what: str) -> None:
+    """Raise a CommandError when started by torchrun with several processes: `what` (e.g.
+    videos) runs in one process only; each rank would redo all of it."""
+    from masktron.engine.launch import launched_by_torchrun
+
+    if launched_by_torchrun() and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise CommandError(f"{what} run in one process: start masktron predict without torchrun")
+
+
+def _first_of_each(paths: Sequence[str], ids: list[Any]) -> tuple[list[str], list[Any]]:
+    """The inputs without repeats of a file (a line per file is what --resume relies on)."""
+    first: dict[str, int] = {}
+    for index, path in enumerate(paths):
+        first.setdefault(record_key(path), index)
+    keep = sorted(first.values())
+    if len(keep) < len(paths):
+        logger.warning(
+            "%d input(s) listed more than once: each predicted once", len(paths) - len(keep)
+        )
+    return [paths[i] for i in keep], [ids[i] for i in keep]
+
+
 def _run(args: argparse.Namespace, cfg: Any, paths: Sequence[str], image_ids: Any) -> int:
     from masktron.cli.predict import _results_name
 
     rank, world = comm.get_rank(), comm.get_world_size()
     ids = list(image_ids) if image_ids is not None else list(range(1, len(paths) + 1))
+    paths, ids = _first_of_each(paths, ids)
     share = _Share(args, cfg, paths, ids)
     done = _done_mask(args.out, paths, args.resume)
     if rank == 0 and done.any():

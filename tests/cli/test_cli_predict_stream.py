@@ -100,14 +100,34 @@ def test_resume_skips_finished_images_redoes_a_half_written_one_and_loses_none(
 
 def test_a_text_file_lists_the_images(folder, tmp_path, monkeypatch):
     listing = tmp_path / "list.txt"
-    listing.write_text(f"# two images\nin/b.png\n\n{folder / 'a.png'}\n")
-    assert read_path_list(str(listing)) == [str(tmp_path / "in" / "b.png"), str(folder / "a.png")]
+    listing.write_text(f"# two images\nin/b.png\n\n{folder / 'a.png'}\nin/./b.png\n")
+    b_png = str(tmp_path / "in" / "b.png")
+    assert read_path_list(str(listing)) == [
+        b_png,
+        str(folder / "a.png"),
+        os.path.join(str(tmp_path), "in/./b.png"),
+    ]
     seen = _CountingPredictor(None)
     assert _predict(monkeypatch, seen, [listing], tmp_path / "out", "--jsonl-only") == 0
-    assert seen.seen == [21, 20] and not (tmp_path / "out" / "results.json").exists()
+    assert seen.seen == [21, 20] and not (tmp_path / "out" / "results.json").exists()  # b once
     assert [r["file_name"] for r in _lines(tmp_path / "out")] == ["b.png", "a.png"]
     (tmp_path / "empty.txt").write_text("# nothing\n")
     assert _predict(monkeypatch, seen, [tmp_path / "empty.txt"], tmp_path / "o2") == 1
+
+
+def test_videos_are_refused_under_torchrun(tmp_path, monkeypatch, capsys):
+    env = {
+        "RANK": "1",
+        "WORLD_SIZE": "2",
+        "LOCAL_RANK": "1",
+        "MASTER_ADDR": "x",
+        "MASTER_PORT": "1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    argv = ["predict", str(tmp_path / "walk.mp4"), "--config", CONFIG, "--out", str(tmp_path)]
+    assert main(argv) == 1
+    assert "videos run in one process" in capsys.readouterr().err
 
 
 def test_default_workers():
