@@ -136,7 +136,10 @@ class ImageFiles(Dataset):
     """
 
     def __init__(self, items: Sequence[tuple[int, str]]):
-        self.items = list(items)
+        from masktron.data.common import DatasetFromList
+
+        # one byte buffer, not a million Python tuples: workers share it copy-on-write
+        self.items = DatasetFromList(list(items), copy=False)
 
     def __len__(self) -> int:
         return len(self.items)
