@@ -220,3 +220,44 @@ def test_regnet_config_saves_and_loads_with_its_block_classes(tmp_path):
     cfg.model.roi_heads.box_head.conv_norm = lambda c: torch.nn.BatchNorm2d(c)
     with pytest.raises(ValueError, match="cannot save the config as YAML"):
         LazyConfig.save(cfg, path)
+
+
+def test_detectron2_style_regnetx_config_ports_by_import_rename(tmp_path):
+    """A Detectron2 LazyConfig putting RegNetX-4GF (FrozenBN, freeze_at=2, as its 1x zoo
+    config) under the common Mask R-CNN, imports renamed to masktron: the backbone builds,
+    freezes the stem and s1, and gives the FPN levels at strides 4..64."""
+    from masktron.config import LazyConfig
+    from masktron.layers import FrozenBatchNorm2d
+
+    path = tmp_path / "mask_rcnn_regnetx_4gf_dds_fpn_1x.py"
+    path.write_text(
+        "from masktron import model_zoo\n"
+        "from masktron.config import LazyCall as L\n"
+        "from masktron.config import LazyConfig\n"
+        "from masktron.modeling.backbone import RegNet\n"
+        "from masktron.modeling.backbone.regnet import SimpleStem, ResBottleneckBlock\n"
+        'common = model_zoo.get_config_file("common/models/mask_rcnn_fpn.py")\n'
+        'model = LazyConfig.load(common, "model")\n'
+        "model.backbone.bottom_up = L(RegNet)(\n"
+        "    stem_class=SimpleStem, stem_width=32, block_class=ResBottleneckBlock,\n"
+        "    depth=23, w_a=38.65, w_0=96, w_m=2.43, group_width=40,\n"
+        '    freeze_at=2, norm="FrozenBN", out_features=["s1", "s2", "s3", "s4"],\n'
+        ")\n"
+        "model.pixel_std = [57.375, 57.120, 58.395]\n"
+    )
+    cfg = LazyConfig.load(str(path))
+    backbone = instantiate(cfg.model.backbone)
+    bottom_up = backbone.bottom_up
+    frozen = [*bottom_up.stem.parameters(), *bottom_up.s1.parameters()]
+    assert frozen and not any(p.requires_grad for p in frozen)
+    assert all(p.requires_grad for p in bottom_up.s2.parameters())
+    assert isinstance(bottom_up.s3.b1.f.a_bn, FrozenBatchNorm2d)  # norm="FrozenBN" everywhere
+    with torch.no_grad():
+        out = backbone(torch.rand(1, 3, 64, 64))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "p2": (1, 256, 16, 16),
+        "p3": (1, 256, 8, 8),
+        "p4": (1, 256, 4, 4),
+        "p5": (1, 256, 2, 2),
+        "p6": (1, 256, 1, 1),
+    }

@@ -3,6 +3,7 @@
 
 from masktron.backbones.backbone import Backbone
 from masktron.backbones.fpn import FPN
+from masktron.backbones.regnet import AnyNet, RegNet
 from masktron.backbones.resnet import BasicBlock, BasicStem, BottleneckBlock, ResNet, make_stage
 from masktron.backbones.resnet import _Block as ResNetBlockBase
 from masktron.models.build import build_backbone, build_resnet_backbone
@@ -11,6 +12,8 @@ from masktron.models.registry import BACKBONE_REGISTRY
 __all__ = [
     "BACKBONE_REGISTRY",
     "FPN",
+    "AnyNet",
+    "RegNet",
     "Backbone",
     "BasicBlock",
     "BasicStem",

@@ -14,5 +14,5 @@ train = dict(
     checkpointer=dict(period=5000, max_to_keep=100),  # PeriodicCheckpointer
     eval_period=5000,
     log_period=20,
-    device="cuda",  # masktron falls back to the CPU, with a warning, where CUDA is absent
+    device="cuda",  # where a training script puts the model; set "cpu" on a machine without CUDA
 )
