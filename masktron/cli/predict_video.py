@@ -9,7 +9,8 @@ with `--track`. For each input, writes into --out:
   `<name>_mot.txt`    MOTChallenge boxes: frame (from 1), id, left, top, width, height, score
 Tracking is a step after `DefaultPredictor`: `--track bytetrack` (default: ByteTrack with a
 Kalman motion model), `iou` (Detectron2's BBoxIOUTracker), `hungarian` (Detectron2's
-IOUWeightedHungarianBBoxIOUTracker), or `none`. Other tracker settings are TRACKER_HEADS.*
+IOUWeightedHungarianBBoxIOUTracker), `sam2` (the detector seeds SAM 2's video tracker with its
+boxes: masktron.cli.predict_video_sam2), or `none`. Other tracker settings are TRACKER_HEADS.*
 config keys (`--opts TRACKER_HEADS.MATCH_METRIC mask`).
 
 One bad input costs only itself: a video that cannot be opened or breaks while decoding, and a
@@ -34,13 +35,14 @@ import os
 import sys
 from typing import Any
 
+from masktron.cli import predict_video_sam2
 from masktron.cli.failures import FailureLog, one_line_reason
 from masktron.cli.main import CommandError
 from masktron.data.video_sources import VideoDecodeError
 
 # --track NAME: masktron.tracking.build.SHORT_NAMES, or none (not imported here: the parser is
 # built for every command, and the tracking package imports torch)
-TRACK_CHOICES = ("bytetrack", "iou", "hungarian", "none")
+TRACK_CHOICES = ("bytetrack", "iou", "hungarian", "sam2", "none")
 logger = logging.getLogger(__name__)
 
 
@@ -81,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--start", type=parse_time, default=0.0, help="start time (s or m:s)")
     group.add_argument("--end", type=parse_time, help="end time (s or m:s; default: the end)")
     group.add_argument("--fps", type=float, help="frame rate of a folder of frames (default 30)")
+    predict_video_sam2.add_arguments(group)  # --track sam2: the detector seeds SAM 2
 
 
 def is_video_request(args: argparse.Namespace) -> bool:
@@ -105,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     metadata = config_metadata(cfg)  # class names and dataset ids, as predict on images
     tracker_name = args.track or "bytetrack"
     failures = FailureLog(args.out, what="video")
+    if tracker_name == "sam2":
+        predict_video_sam2.predict_sources_sam2(predictor, cfg, metadata, sources, args, failures)
+        return failures.finish()
     predict_sources(predictor, cfg, metadata, sources, args, tracker_name, failures)
     return failures.finish()
 

@@ -229,3 +229,23 @@ def to_video_res(state: dict, masks: torch.Tensor, non_overlap: bool) -> torch.T
     if masks.shape[-2:] != size:
         masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
     return non_overlapping(masks) if non_overlap else masks
+
+
+def memory_reach(model: Any) -> int:
+    """How far (in frames) a tracked output can still be read by `track_step`: its memories
+    (`num_maskmem` frames at the eval stride) and object pointers (`max_obj_ptrs_in_encoder`)."""
+    stride = int(getattr(model, "memory_temporal_stride_for_eval", 1))
+    return max(stride * int(model.num_maskmem), int(model.max_obj_ptrs_in_encoder)) + 1
+
+
+def forget_tracked_outputs(state: dict, keep_near: list[int], reach: int) -> int:
+    """Drop tracked (non-conditioning) outputs farther than `reach` frames from every frame of
+    `keep_near`; prompted frames are always kept. Later tracking near those frames is
+    unchanged (`memory_reach`), and a long video's state stops growing. Returns how many."""
+    dropped = 0
+    for outputs in state["output_dict_per_obj"].values():
+        tracked = outputs["non_cond_frame_outputs"]
+        for t in [t for t in tracked if all(abs(t - k) > reach for k in keep_near)]:
+            del tracked[t]
+            dropped += 1
+    return dropped
