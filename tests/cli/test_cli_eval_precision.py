@@ -16,14 +16,14 @@ CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 
 @pytest.fixture(scope="module")
 def tiny_run(shared_dir, tmp_path_factory):
-    """A tiny Mask R-CNN (config file + seeded weights) and a 2-image dataset of COCO photos."""
+    """A tiny Mask R-CNN (config file + seeded weights) and a 1-image dataset of a COCO photo."""
     from masktron.data import register_coco_instances
     from masktron.modeling import build_model
 
     root = tmp_path_factory.mktemp("eval_precision")
     sample = shared_dir / "data" / "coco_sample"
     gt = json.loads((sample / "annotations" / "instances_val2017.json").read_text())
-    images = gt["images"][:2]
+    images = gt["images"][:1]
     keep = {image["id"] for image in images}
     gt |= {"images": images, "annotations": [a for a in gt["annotations"] if a["image_id"] in keep]}
     (root / "gt.json").write_text(json.dumps(gt))

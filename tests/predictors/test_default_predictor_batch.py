@@ -18,15 +18,20 @@ def predictor():
     return DefaultPredictor(cfg)
 
 
-def _images() -> list[np.ndarray]:
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     # resized to (128, 171) and (128, 179): both pad to (128, 192), one batch; (192, 128) alone
     sizes = [(96, 128), (100, 140), (150, 100), (96, 128)]
     return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
 
 
-def test_predict_batch_equals_single_calls_on_images_of_different_sizes(predictor):
-    images = _images()
+@pytest.fixture(scope="module")
+def singles(predictor, images) -> list[dict]:
+    return [predictor(image) for image in images]
+
+
+def test_predict_batch_equals_single_calls_on_images_of_different_sizes(predictor, images, singles):
     calls: list[tuple[int, ...]] = []
     hook = predictor.model.backbone.register_forward_pre_hook(
         lambda _m, args: calls.append(tuple(args[0].shape))
@@ -37,7 +42,6 @@ def test_predict_batch_equals_single_calls_on_images_of_different_sizes(predicto
         hook.remove()
     # one backbone call per padded shape: three images of (128, 192), one of (192, 128)
     assert sorted(calls) == [(1, 3, 192, 128), (3, 3, 128, 192)]
-    singles = [predictor(image) for image in images]
     assert len(batch) == len(images)
     for image, one, many in zip(images, singles, batch):
         a, b = one["instances"], many["instances"]
@@ -51,8 +55,7 @@ def test_predict_batch_equals_single_calls_on_images_of_different_sizes(predicto
         assert differing < 1e-4  # a pixel may flip where a mask probability is 0.5 +- 1e-6
 
 
-def test_predict_batch_of_one_and_of_none(predictor):
-    image = _images()[2]
-    (out,) = predictor.predict_batch([image])
-    torch.testing.assert_close(out["instances"].scores, predictor(image)["instances"].scores)
+def test_predict_batch_of_one_and_of_none(predictor, images, singles):
+    (out,) = predictor.predict_batch([images[2]])
+    torch.testing.assert_close(out["instances"].scores, singles[2]["instances"].scores)
     assert predictor.predict_batch([]) == []
