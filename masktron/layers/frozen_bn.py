@@ -81,10 +81,16 @@ class FrozenBatchNorm2d(nn.Module):
 def get_norm(norm: str, out_channels: int) -> nn.Module | None:
     """A normalisation layer by Detectron2's config name, or None for "".
 
-    Names: "BN", "SyncBN", "FrozenBN", "GN" (32 groups), "LN" (channels-first LayerNorm).
+    Names: "BN", "SyncBN", "FrozenBN", "GN" (32 groups), "LN" (channels-first LayerNorm),
+    "naiveSyncBN" / "naiveSyncBN_N" (`NaiveSyncBatchNorm`, the second weighting processes by
+    batch size).
     """
     if not norm:
         return None
+    if norm in ("naiveSyncBN", "naiveSyncBN_N"):
+        from masktron.layers.batch_norm import NaiveSyncBatchNorm
+
+        return NaiveSyncBatchNorm(out_channels, stats_mode="N" if norm.endswith("_N") else "")
     if norm == "BN":
         return nn.BatchNorm2d(out_channels)
     if norm == "SyncBN":
@@ -95,7 +101,10 @@ def get_norm(norm: str, out_channels: int) -> nn.Module | None:
         return nn.GroupNorm(32, out_channels)
     if norm == "LN":
         return LayerNorm2d(out_channels)
-    raise ValueError(f"unknown norm {norm!r}; expected one of '', BN, SyncBN, FrozenBN, GN, LN")
+    raise ValueError(
+        f"unknown norm {norm!r}; expected one of '', BN, SyncBN, naiveSyncBN, naiveSyncBN_N, "
+        "FrozenBN, GN, LN"
+    )
 
 
 class LayerNorm2d(nn.Module):

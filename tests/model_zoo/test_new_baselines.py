@@ -19,6 +19,7 @@ from masktron import model_zoo
 from masktron.backbones.regnet import RegNet
 from masktron.checkpoint import DetectionCheckpointer
 from masktron.config import instantiate
+from masktron.layers.batch_norm import NaiveSyncBatchNorm
 from masktron.structures import BoxMode
 
 R50 = "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py"
@@ -43,6 +44,7 @@ def test_every_new_baseline_loads_with_its_schedule_and_weights():
         assert sched.num_updates == cfg.train.max_iter
         assert cfg.optimizer.lr == 0.1 and cfg.dataloader.train.total_batch_size == 64
         assert cfg.train.init_checkpoint == "" and cfg.model.backbone.norm == "SyncBN"
+        assert cfg.model.roi_heads.mask_head.conv_norm == "naiveSyncBN_N"
         augs = [a._target_ for a in cfg.dataloader.train.mapper.augmentations]
         assert augs == [T.ResizeScale, T.FixedSizeCrop, T.RandomFlip]
         bottom_up = cfg.model.backbone.bottom_up
@@ -126,6 +128,7 @@ def test_lsj_model_loads_zoo_checkpoint_and_predicts(name, photo, fixture_weight
     cfg = _tiny(model_zoo.get_config(name), 128)
     model = instantiate(cfg.model)
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    assert isinstance(model.roi_heads.box_head.conv1.norm, NaiveSyncBatchNorm)
     image = torch.as_tensor(photo[::4, ::4].astype("float32").transpose(2, 0, 1))
     weights = _fixture_state(model, image, fixture_weights_module.fixture_weights)
     path = tmp_path / "model_final.pkl"

@@ -6,8 +6,9 @@ BatchNorm everywhere (backbone, FPN, RoI heads), two convs in the RPN head, a 4-
 head, 1024 x 1024 training crops of images rescaled by 0.1..2.0, batches of 64, lr 0.1 with a
 500-step warmup. The 50/200/400-epoch files import this one and scale the schedule.
 
-"SyncBN" is `torch.nn.SyncBatchNorm`: statistics shared across processes when training
-distributed, plain BatchNorm on one process and at inference (so on a CPU).
+"SyncBN" is `torch.nn.SyncBatchNorm` and "naiveSyncBN_N" masktron's `NaiveSyncBatchNorm`
+(Detectron2's names): statistics shared across processes when training distributed, plain
+BatchNorm on one process and at inference (so on a CPU).
 """
 
 import masktron.data.transforms as T
@@ -25,12 +26,13 @@ train.amp.enabled = True
 train.ddp.fp16_compression = True
 model.backbone.bottom_up.freeze_at = 0
 
-# synchronised BatchNorm in the backbone, the FPN and the RoI heads' convs
+# synchronised BatchNorm in the backbone, the FPN and the RoI heads' convs; the heads' is
+# weighted by batch size, as some processes may have no RoI (NaiveSyncBatchNorm, "N" mode)
 model.backbone.bottom_up.stem.norm = "SyncBN"
 model.backbone.bottom_up.stages.norm = "SyncBN"
 model.backbone.norm = "SyncBN"
-model.roi_heads.box_head.conv_norm = "SyncBN"
-model.roi_heads.mask_head.conv_norm = "SyncBN"
+model.roi_heads.box_head.conv_norm = "naiveSyncBN_N"
+model.roi_heads.mask_head.conv_norm = "naiveSyncBN_N"
 
 # RPN head with two 3x3 convs of the input's width (the TF object-detection reference)
 model.proposal_generator.head.conv_dims = [-1, -1]
