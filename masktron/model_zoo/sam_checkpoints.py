@@ -26,10 +26,16 @@ def resolve_sam_checkpoint(checkpoint: str) -> tuple[str, str | None]:
     A model name ("vit_b"), or an official file name that is not a local file
     ("sam_vit_b_01ec64.pth"), becomes Meta's URL; anything else is returned as given.
     """
-    if checkpoint in SAM_CHECKPOINTS:
-        return SAM_CHECKPOINTS[checkpoint], checkpoint
+    return resolve_checkpoint_name(checkpoint, SAM_CHECKPOINTS)
+
+
+def resolve_checkpoint_name(checkpoint: str, table: dict[str, str]) -> tuple[str, str | None]:
+    """(path or URL, name or None): a name of `table` (name -> URL), or the file name of one of
+    its URLs that is not a local file, becomes the URL; anything else is returned as given."""
+    if checkpoint in table:
+        return table[checkpoint], checkpoint
     if not os.path.exists(checkpoint):
-        for name, url in SAM_CHECKPOINTS.items():
+        for name, url in table.items():
             if os.path.basename(checkpoint) == url.rsplit("/", 1)[1]:
                 return url, name
     return checkpoint, None

@@ -65,15 +65,25 @@ class MLP(nn.Module):
         hidden_dim: width of every hidden layer.
         output_dim: width of the output.
         num_layers: number of linear layers (>= 1).
+        activation: activation class between layers (ReLU; SAM 2's Hiera blocks use GELU).
     """
 
-    def __init__(self, *, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int):
+    def __init__(
+        self,
+        *,
+        input_dim: int,
+        hidden_dim: int,
+        output_dim: int,
+        num_layers: int,
+        activation: type[nn.Module] = nn.ReLU,
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"MLP needs at least one layer, got num_layers={num_layers}")
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
+        self.act = activation()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., input_dim) -> (..., output_dim)."""
@@ -81,5 +91,5 @@ class MLP(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < last:
-                x = F.relu(x)
+                x = self.act(x)
         return x
