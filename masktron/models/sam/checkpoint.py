@@ -93,9 +93,18 @@ def load_sam_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
 
 
 def load_sam_state_dict(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    path: str | os.PathLike,
+    *,
+    assign: bool = False,
 ) -> None:
-    """Load a state dict already read from `path` (named in errors) into `model`, strictly."""
+    """Load a state dict already read from `path` (named in errors) into `model`, strictly.
+
+    With `assign`, the model's tensors are replaced by the file's (cast to the model's dtype)
+    instead of copied into: a model built on the "meta" device is materialised without being
+    initialised first.
+    """
     path = os.fspath(path)
     expected = model.state_dict()
     file_variant, model_variant = infer_sam_variant(state_dict), infer_sam_variant(expected)
@@ -123,4 +132,6 @@ def load_sam_state_dict(
             )
         if not found.is_floating_point():
             raise SamCheckpointError(f"{path}: tensor {name!r} has dtype {found.dtype}, not float")
-    model.load_state_dict(state_dict, strict=True)
+    if assign:
+        state_dict = {k: v.to(expected[k].dtype) for k, v in state_dict.items()}
+    model.load_state_dict(state_dict, strict=True, assign=assign)

@@ -185,6 +185,27 @@ def build_sam2_model(
     return model.eval()
 
 
+def _build_loaded(
+    variant: str,
+    state_dict: dict[str, torch.Tensor] | None,
+    path: str | os.PathLike | None,
+    *,
+    apply_postprocessing: bool = True,
+    video: bool = False,
+) -> SAM2Base:
+    """`build_sam2_model` with a state dict already read from `path`.
+
+    With weights, the model is built on the meta device and the file's tensors are assigned, so
+    no time goes into a random initialisation that the checkpoint overwrites.
+    """
+    if state_dict is None or path is None:
+        return build_sam2_model(variant, apply_postprocessing=apply_postprocessing, video=video)
+    with torch.device("meta"):
+        model = build_sam2_model(variant, apply_postprocessing=apply_postprocessing, video=video)
+    load_sam2_state_dict(model, state_dict, path, assign=True)
+    return model
+
+
 def variant_from_config(config_file: str) -> str:
     """Meta's config name (`configs/sam2.1/sam2.1_hiera_t.yaml`, `sam2_hiera_l.yaml`, ...) or a
     variant name -> the variant."""
@@ -235,9 +256,9 @@ def _build(
     if mode not in ("eval", "train"):
         raise ValueError(f"mode must be 'eval' or 'train', got {mode!r}")
     chosen, state_dict = _resolve_variant(config_file, ckpt_path, variant)
-    model = build_sam2_model(chosen, apply_postprocessing=apply_postprocessing, video=video)
-    if state_dict is not None and ckpt_path is not None:
-        load_sam2_state_dict(model, state_dict, ckpt_path)
+    model = _build_loaded(
+        chosen, state_dict, ckpt_path, apply_postprocessing=apply_postprocessing, video=video
+    )
     model = model.to(device)
     return model.eval() if mode == "eval" else model.train()
 
@@ -295,10 +316,7 @@ def _build_sized(size: str, checkpoint: str | os.PathLike | None) -> SAM2Base:
     state_dict = read_sam2_state_dict(checkpoint) if checkpoint is not None else None
     found = infer_sam2_variant(state_dict) if state_dict is not None else None
     version = found.split("_hiera_")[0] if found else "sam2.1"
-    model = build_sam2_model(f"{version}_hiera_{size}")
-    if state_dict is not None and checkpoint is not None:
-        load_sam2_state_dict(model, state_dict, checkpoint)
-    return model
+    return _build_loaded(f"{version}_hiera_{size}", state_dict, checkpoint)
 
 
 def build_sam2_hiera_tiny(checkpoint: str | os.PathLike | None = None) -> SAM2Base:

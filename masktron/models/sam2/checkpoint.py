@@ -60,9 +60,15 @@ def read_sam2_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_sam2_state_dict(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    path: str | os.PathLike,
+    *,
+    assign: bool = False,
 ) -> None:
     """Load a state dict read from `path` (named in errors) into `model`, strictly.
+
+    `assign` replaces the model's tensors by the file's (for a model built on the meta device).
 
     Raises:
         Sam2CheckpointError: a file of another variant, missing or unexpected tensors, or a shape
@@ -76,7 +82,7 @@ def load_sam2_state_dict(
             f"from the file"
         )
     try:
-        load_sam_state_dict(model, state_dict, path)
+        load_sam_state_dict(model, state_dict, path, assign=assign)
     except Sam2CheckpointError:
         raise
     except SamCheckpointError as e:
