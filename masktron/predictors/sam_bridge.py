@@ -1,8 +1,8 @@
-"""Detector -> SAM in one call: the boxes of an `Instances` become SAM box prompts.
+"""Detector -> SAM in one call: the boxes of an `Instances` become SAM (or SAM 2) box prompts.
 
 Any masktron detector (Mask R-CNN, RetinaNet, Panoptic FPN's instances, or hand-made
-`Instances`) gives `pred_boxes` in original-image pixels; SAM turns each box into a mask at the
-image's full resolution.
+`Instances`) gives `pred_boxes` in original-image pixels; SAM or SAM 2 turns each box into a mask
+at the image's full resolution.
 
 Example:
     detector = DefaultPredictor(cfg)
@@ -10,6 +10,7 @@ Example:
     outputs = detector(bgr)
     refined = refine_with_sam(SamPredictor(sam), outputs, bgr, image_format="BGR")
     refined.pred_masks  # (N, H, W) bool, from SAM
+    refined = refine_with_sam(SAM2ImagePredictor(sam2_model), outputs, bgr, image_format="BGR")
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import numpy as np
 import torch
 
 from masktron.models.sam.sam import Sam
+from masktron.predictors.sam2_image import SAM2ImagePredictor
 from masktron.predictors.sam_predictor import DECODE_CHUNK, SamPredictor
 from masktron.structures import Instances
 
 
 def refine_with_sam(
-    sam: SamPredictor | Sam,
+    sam: SamPredictor | Sam | SAM2ImagePredictor | Any,
     instances: Instances | Mapping[str, Any],
     image: np.ndarray | None = None,
     *,
@@ -36,7 +38,8 @@ def refine_with_sam(
     """Replace (or add) the `pred_masks` of detections by SAM's masks for their boxes.
 
     Args:
-        sam: a `SamPredictor` (reused: its current image or embedding cache) or a `Sam` model.
+        sam: a `SamPredictor` or `SAM2ImagePredictor` (reused: its current image or embedding
+            cache), or a `Sam` or SAM 2 (`SAM2Base`) model.
         instances: detections with `pred_boxes` (`Boxes`, XYXY original-image pixels), or a
             detector's output dict holding them under "instances".
         image: the (H, W, 3) uint8 image the detections belong to. None reuses the image already
@@ -58,11 +61,11 @@ def refine_with_sam(
     if not instances.has("pred_boxes"):
         fields = list(instances.get_fields())
         raise ValueError(f"instances have no 'pred_boxes' to prompt SAM with; fields: {fields}")
-    predictor = sam if isinstance(sam, SamPredictor) else SamPredictor(sam)
+    predictor = _predictor(sam)
     if image is not None:
         predictor.set_image(image, image_format=image_format)
     elif not predictor.is_image_set:
-        raise ValueError("pass the image, or set it on the SamPredictor first")
+        raise ValueError(f"pass the image, or set it on the {type(predictor).__name__} first")
     elif predictor.num_images != 1:
         raise ValueError(f"the predictor holds {predictor.num_images} images; pass the image")
     height, width = predictor.original_sizes[0]
@@ -93,3 +96,16 @@ def refine_with_sam(
     out.pred_masks = torch.from_numpy(masks).to(boxes_t.device)
     out.sam_scores = torch.from_numpy(scores).to(boxes_t.device)
     return out
+
+
+def _predictor(sam: Any) -> SamPredictor | SAM2ImagePredictor:
+    if isinstance(sam, (SamPredictor, SAM2ImagePredictor)):
+        return sam
+    if isinstance(sam, Sam):
+        return SamPredictor(sam)
+    if hasattr(sam, "sam_mask_decoder") and hasattr(sam, "forward_image"):  # a SAM 2 model
+        return SAM2ImagePredictor(sam)
+    raise TypeError(
+        "refine_with_sam needs a SamPredictor, SAM2ImagePredictor, Sam or SAM 2 model, "
+        f"got {type(sam).__name__}"
+    )
