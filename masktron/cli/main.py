@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("masktron.cli.demo", "run the bundled model on bundled images (offline)"),
     "predict": ("masktron.cli.predict", "detect and segment objects in images"),
     "sam": ("masktron.cli.sam", "Segment Anything: masks from points/boxes, or everything"),
+    "sam2": ("masktron.cli.sam2", "Segment Anything 2: image masks, objects tracked in video"),
     "train": ("masktron.cli.train", "train a model from a config"),
     "eval": ("masktron.cli.eval", "evaluate a model or a results file (COCO AP, PQ)"),
     "export": ("masktron.cli.export", "export a detector or SAM's prompt decoder to ONNX"),

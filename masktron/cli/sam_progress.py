@@ -17,12 +17,15 @@ __all__ = ["encoder_progress"]
 
 @contextmanager
 def encoder_progress(model: Any, label: str) -> Iterator[None]:
-    """Show a bar "encoding LABEL" over `model.image_encoder.blocks` while the block runs.
+    """Show a bar "encoding LABEL" over `model.image_encoder.blocks` (SAM 2:
+    `image_encoder.trunk.blocks`) while the block runs.
 
     Each image encoded inside the block (an `--auto` crop layer encodes several) restarts the
     bar. A model without such blocks runs without a bar.
     """
-    blocks = list(getattr(getattr(model, "image_encoder", None), "blocks", []))
+    encoder = getattr(model, "image_encoder", None)
+    trunk = getattr(encoder, "trunk", None)  # SAM 2: a Hiera trunk inside the image encoder
+    blocks = list(getattr(encoder, "blocks", None) or getattr(trunk, "blocks", None) or [])
     if not blocks:
         yield
         return
