@@ -16,7 +16,7 @@ import torch
 
 from masktron.models.sam.prompts import check_image, check_many_prompts
 from masktron.predictors.sam2_transforms import SAM2Transforms
-from masktron.predictors.sam_predictor import DECODE_CHUNK, _image_key
+from masktron.predictors.sam_predictor import DECODE_CHUNK, _image_key, check_image_index
 
 # Masks up-sampled to the image at once (a 1024x1024 float mask is 4 MiB).
 _UPSAMPLE_CHUNK = 16
@@ -170,17 +170,7 @@ class SAM2ImagePredictor:
         return self._features["image_embed"]
 
     def _image_index(self, image_index: int | None) -> int:
-        if not self._is_image_set:
-            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
-        if image_index is None:
-            if self.num_images > 1:
-                raise ValueError(
-                    f"{self.num_images} images are set; pass image_index= or use predict_batch"
-                )
-            return 0
-        if not 0 <= image_index < self.num_images:
-            raise IndexError(f"image_index {image_index} out of range for {self.num_images} images")
-        return image_index
+        return check_image_index(self._is_image_set, self.num_images, image_index)
 
     # ----------------------------------------------------------------- prompts
     def predict(
@@ -285,16 +275,19 @@ class SAM2ImagePredictor:
                 raise ValueError(f"{name} has {len(value)} entries for {n} images")
         out: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
         for i in range(n):
-            per_image = [v[i] if v is not None else None for v in args.values()]
+            coords, labels, box, mask = (v[i] if v is not None else None for v in args.values())
             result = self.predict(
-                *per_image,
+                coords,
+                labels,
+                box,
+                mask,
                 multimask_output=multimask_output,
                 return_logits=return_logits,
                 normalize_coords=normalize_coords,
                 image_index=i,
             )
-            for store, value in zip(out, result):
-                store.append(value)
+            for store, array in zip(out, result):
+                store.append(array)
         return out
 
     def _prep_prompts(

@@ -161,17 +161,7 @@ class SamPredictor:
         return self.features
 
     def _image(self, image_index: int | None) -> int:
-        if not self.is_image_set:
-            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
-        if image_index is None:
-            if self.num_images > 1:
-                raise ValueError(
-                    f"{self.num_images} images are set; pass image_index= or use predict_batch"
-                )
-            return 0
-        if not 0 <= image_index < self.num_images:
-            raise IndexError(f"image_index {image_index} out of range for {self.num_images} images")
-        return image_index
+        return check_image_index(self.is_image_set, self.num_images, image_index)
 
     # ----------------------------------------------------------------- prompts
     def predict(
@@ -383,6 +373,19 @@ class SamPredictor:
             return outputs[0]
         masks, iou, low_res = (torch.cat(t) for t in zip(*outputs))
         return masks, iou, low_res
+
+
+def check_image_index(is_image_set: bool, num_images: int, image_index: int | None) -> int:
+    """The set image a prediction is for: `image_index`, or 0 when one image is set."""
+    if not is_image_set:
+        raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+    if image_index is None:
+        if num_images > 1:
+            raise ValueError(f"{num_images} images are set; pass image_index= or use predict_batch")
+        return 0
+    if not 0 <= image_index < num_images:
+        raise IndexError(f"image_index {image_index} out of range for {num_images} images")
+    return image_index
 
 
 def _image_key(image: np.ndarray, device: torch.device) -> str:
