@@ -69,9 +69,11 @@ def parse_box(text: str) -> tuple[float, float, float, float, int]:
     return x0, y0, x1, y1, frame
 
 
-# argparse takes "-10,-10" for an option: comma-separated numbers (with an optional @FRAME) are
-# values, so `--point -10,-10` is a point left of the image.
-_NEGATIVE_VALUES = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.eE+-]*(,[-+]?[\d.eE+-]+)+(@\d+)?$")
+# argparse takes "-10,-10" (and "-1e9") for an option: numbers, and comma-separated numbers with
+# an optional @FRAME, are values, so `--point -10,-10` is a point left of the image.
+_NEGATIVE_VALUES = re.compile(
+    r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-[\d.eE+-]*(,[-+]?[\d.eE+-]+)+(@\d+)?$"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
