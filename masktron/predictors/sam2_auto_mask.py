@@ -15,7 +15,7 @@ import torch
 
 from masktron.models.sam.prompts import check_image
 from masktron.predictors.amg_base import GridMaskGenerator
-from masktron.predictors.sam2_image import SAM2ImagePredictor
+from masktron.predictors.sam2_image import SAM2ImagePredictor, build_pretrained_sam2
 
 
 class SAM2AutomaticMaskGenerator(GridMaskGenerator):
@@ -94,6 +94,15 @@ class SAM2AutomaticMaskGenerator(GridMaskGenerator):
         self.mask_threshold = mask_threshold
         self.use_m2m = use_m2m
         self.multimask_output = multimask_output
+
+    @classmethod
+    def from_pretrained(
+        cls, model_id: str, *, device: str | torch.device = "cpu", **kwargs: Any
+    ) -> SAM2AutomaticMaskGenerator:
+        """A generator of Meta's released weights (`model_id` as
+        `SAM2ImagePredictor.from_pretrained`), downloaded once into masktron's cache;
+        `**kwargs` are the generator's arguments."""
+        return cls(build_pretrained_sam2(model_id, device=device), **kwargs)
 
     @torch.no_grad()
     def generate(self, image: np.ndarray, *, progress: bool = False) -> list[dict[str, Any]]:

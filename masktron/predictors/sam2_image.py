@@ -7,6 +7,7 @@ for many prompts (decoded and up-sampled in chunks).
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from masktron.predictors.sam_predictor import DECODE_CHUNK, _image_key, check_im
 # Masks up-sampled to the image at once (a 1024x1024 float mask is 4 MiB).
 _UPSAMPLE_CHUNK = 16
 _Features = dict[str, Any]
+_HF_SIZES = {"tiny": "t", "small": "s", "base-plus": "b+", "large": "l"}
 
 
 class SAM2ImagePredictor:
@@ -56,6 +58,20 @@ class SAM2ImagePredictor:
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, tuple[_Features, tuple[int, int]]] = OrderedDict()
         self.reset_predictor()
+
+    @classmethod
+    def from_pretrained(
+        cls, model_id: str, *, device: str | torch.device = "cpu", **kwargs: Any
+    ) -> SAM2ImagePredictor:
+        """A predictor of Meta's released weights, downloaded once into masktron's cache.
+
+        Args:
+            model_id: Meta's Hugging Face id (`facebook/sam2.1-hiera-large`, `facebook/sam2-hiera-
+                tiny`, ...) or a variant name (`sam2.1_hiera_l`); the files are Meta's own.
+            device: where the model goes.
+            **kwargs: the predictor's arguments (`mask_threshold`, `cache_size`, ...).
+        """
+        return cls(build_pretrained_sam2(model_id, device=device), **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -427,6 +443,29 @@ class SAM2ImagePredictor:
             part = self._transforms.postprocess_masks(flat[s : s + _UPSAMPLE_CHUNK], (h, w))
             out[s : s + _UPSAMPLE_CHUNK] = part if return_logits else part > self.mask_threshold
         return out.reshape(b, c, h, w)  # (B*C, 1, H, W) -> (B, C, H, W)
+
+
+def pretrained_variant(model_id: str) -> str:
+    """Meta's Hugging Face id (`facebook/sam2.1-hiera-base-plus`) -> variant (`sam2.1_hiera_b+`);
+    anything else is returned as given."""
+    match = re.fullmatch(
+        r"(?:facebook/)?(sam2|sam2\.1)-hiera-(tiny|small|base-plus|large)", model_id
+    )
+    return f"{match[1]}_hiera_{_HF_SIZES[match[2]]}" if match else model_id
+
+
+def build_pretrained_sam2(model_id: str, *, device: str | torch.device = "cpu") -> Any:
+    """The image model of Meta's released checkpoint named by `model_id` (see `from_pretrained`)."""
+    from masktron.model_zoo.sam2_checkpoints import SAM2_CHECKPOINTS
+    from masktron.models.sam2 import build_sam2
+
+    variant = pretrained_variant(model_id)
+    if variant not in SAM2_CHECKPOINTS:
+        raise ValueError(
+            f"unknown SAM 2 model {model_id!r}; expected a variant ({', '.join(SAM2_CHECKPOINTS)}) "
+            "or Meta's id, e.g. facebook/sam2.1-hiera-large"
+        )
+    return build_sam2(None, SAM2_CHECKPOINTS[variant], device=device, variant=variant)
 
 
 def _check_prompts(

@@ -22,7 +22,7 @@ from sam2_image_util import (
     unpack_masks,
 )
 
-from masktron.predictors.sam2_image import SAM2ImagePredictor
+from masktron.predictors.sam2_image import SAM2ImagePredictor, pretrained_variant
 from masktron.predictors.sam2_transforms import SAM2Transforms
 from masktron.predictors.sam_bridge import refine_with_sam
 from masktron.structures import Boxes, Instances
@@ -190,3 +190,11 @@ def test_refine_with_sam2_predictor_and_model(tiny):
     np.testing.assert_array_equal(one.pred_masks.numpy(), refined.pred_masks[:1].numpy())
     with pytest.raises(TypeError, match="SAM2ImagePredictor"):
         refine_with_sam(object(), instances, image)
+
+
+def test_pretrained_names():
+    assert pretrained_variant("facebook/sam2.1-hiera-large") == "sam2.1_hiera_l"
+    assert pretrained_variant("facebook/sam2-hiera-base-plus") == "sam2_hiera_b+"
+    assert pretrained_variant("sam2.1_hiera_t") == "sam2.1_hiera_t"
+    with pytest.raises(ValueError, match="unknown SAM 2 model 'facebook/sam3'"):
+        SAM2ImagePredictor.from_pretrained("facebook/sam3")
