@@ -37,9 +37,8 @@ class SAM2AutomaticMaskGenerator(GridMaskGenerator):
         crop_n_points_downscale_factor: layer i samples points_per_side / factor**i per side.
         point_grids: explicit (n, 2) grids in [0, 1] XY, one per crop layer.
         min_mask_region_area: as in Meta's SAM 2 generator, passed to the predictor as
-            `max_hole_area` / `max_sprinkle_area`, whose post-processing needs Meta's CUDA
-            extension: skipped with a warning when > 0, as Meta's package does without it.
-            (`postprocess_small_regions` is available to call on the mask data explicitly.)
+            `max_hole_area` / `max_sprinkle_area` (holes and islands of the low-res logits;
+            Meta's package does that only with its CUDA extension).
         output_mode: "binary_mask", "uncompressed_rle" or "coco_rle".
         use_m2m: refine every candidate once more, with its own low-res logits as mask input
             (one mask per point), before the filters.

@@ -31,9 +31,10 @@ class SAM2ImagePredictor:
     Args:
         sam_model: a `SAM2Base` (any device; inputs follow it).
         mask_threshold: logit threshold of the binary masks.
-        max_hole_area, max_sprinkle_area: Meta's optional hole filling / sprinkle removal, which
-            needs Meta's CUDA extension; skipped with a warning when > 0, exactly as Meta's
-            package does without that extension.
+        max_hole_area, max_sprinkle_area: fill holes / remove islands of at most this many
+            low-res (256 x 256) pixels before up-sampling (0: off, Meta's default). Meta does it
+            with its optional CUDA extension (without it, Meta's package warns and skips it);
+            masktron does it with torch ops on every device.
         cache_size: keep the embeddings of this many recent images; setting an image whose
             pixels equal a cached one skips the encoder (0: no cache). Assumes fixed weights.
     """

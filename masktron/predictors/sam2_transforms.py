@@ -7,13 +7,14 @@ therefore scaled per axis: x by resolution / W, y by resolution / H.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import functional as TF
+
+from masktron.layers.connected_components import connected_components
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,10 +26,9 @@ class SAM2Transforms:
     Args:
         resolution: the model's square input size (`SAM2Base.image_size`, 1024).
         mask_threshold: logit threshold of the binary masks.
-        max_hole_area, max_sprinkle_area: areas of Meta's optional hole filling and sprinkle
-            removal on the low-res logits. That step needs Meta's CUDA extension; where it is
-            missing Meta warns and skips it, and so does masktron (same outputs as Meta's CPU
-            package): values > 0 give a warning.
+        max_hole_area, max_sprinkle_area: fill holes / remove islands of at most this many
+            pixels of the low-res logits (0: off, the default), as Meta's post-processing with
+            its CUDA extension (Meta's package without the extension skips it with a warning).
     """
 
     def __init__(
@@ -89,14 +89,25 @@ class SAM2Transforms:
         )  # (B, 4) -> (B, 2, 2)
 
     def postprocess_masks(self, masks: torch.Tensor, orig_hw: Sequence[int]) -> torch.Tensor:
-        """(B, C, h, w) low-res logits -> (B, C, H, W) logits at the original image size."""
+        """(B, C, h, w) low-res logits -> (B, C, H, W) logits at the original image size.
+
+        With `max_hole_area` > 0, background regions (8-connected, logits <= threshold) of at
+        most that many low-res pixels become foreground (threshold + 10); with
+        `max_sprinkle_area` > 0, foreground regions that small become background (threshold -
+        10); both are found on the input logits, as Meta's post-processing does with its CUDA
+        extension (here plain torch ops, on every device).
+        """
+        masks = masks.float()
         if self.max_hole_area > 0 or self.max_sprinkle_area > 0:
-            warnings.warn(
-                "max_hole_area / max_sprinkle_area need the connected components of Meta's "
-                "optional CUDA extension; that post-processing is skipped, as Meta's sam2 does "
-                "without it (masks are otherwise unchanged)",
-                UserWarning,
-                stacklevel=3,
-            )
+            flat = masks.flatten(0, 1).unsqueeze(1)  # (B, C, h, w) -> (B*C, 1, h, w)
+            thr = self.mask_threshold
+            if self.max_hole_area > 0:
+                labels, areas = connected_components(flat <= thr)
+                is_hole = ((labels > 0) & (areas <= self.max_hole_area)).reshape_as(masks)
+                masks = torch.where(is_hole, thr + 10.0, masks)
+            if self.max_sprinkle_area > 0:
+                labels, areas = connected_components(flat > thr)
+                is_sprinkle = ((labels > 0) & (areas <= self.max_sprinkle_area)).reshape_as(masks)
+                masks = torch.where(is_sprinkle, thr - 10.0, masks)
         size = (int(orig_hw[0]), int(orig_hw[1]))
-        return F.interpolate(masks.float(), size, mode="bilinear", align_corners=False)
+        return F.interpolate(masks, size, mode="bilinear", align_corners=False)

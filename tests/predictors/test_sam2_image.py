@@ -162,13 +162,22 @@ def test_prompt_errors_name_the_field(tiny):
     assert not predictor.is_image_set and predictor.num_images == 0
 
 
-def test_hole_filling_is_skipped_with_a_warning_as_meta_without_cuda():
-    logits = torch.randn(1, 3, 16, 16)
-    plain = SAM2Transforms(1024).postprocess_masks(logits, (20, 30))
-    with pytest.warns(UserWarning, match="CUDA extension"):
-        filled = SAM2Transforms(1024, max_hole_area=8).postprocess_masks(logits, (20, 30))
-    assert filled.shape == (1, 3, 20, 30)
-    torch.testing.assert_close(filled, plain)
+def test_holes_filled_and_sprinkles_removed_on_the_low_res_logits():
+    logits = torch.full((1, 2, 12, 12), -5.0)
+    logits[:, :, 2:8, 2:8] = 5.0
+    logits[:, :, 4:6, 4:6] = -3.0  # a hole of 4 pixels
+    logits[:, :, 10, 10] = 2.0  # an island of 1 pixel
+    plain = SAM2Transforms(1024).postprocess_masks(logits, (12, 12))
+    torch.testing.assert_close(plain, logits)  # same size: bilinear is the identity
+    out = SAM2Transforms(1024, max_hole_area=4, max_sprinkle_area=1).postprocess_masks(
+        logits, (12, 12)
+    )
+    expected = logits.clone()
+    expected[:, :, 4:6, 4:6] = 10.0  # threshold + 10
+    expected[:, :, 10, 10] = -10.0  # threshold - 10
+    torch.testing.assert_close(out, expected)
+    small = SAM2Transforms(1024, max_hole_area=3).postprocess_masks(logits, (12, 12))
+    torch.testing.assert_close(small, logits)  # the hole is larger than 3 pixels
 
 
 def test_refine_with_sam2_predictor_and_model(tiny):
