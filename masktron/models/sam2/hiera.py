@@ -20,11 +20,16 @@ from masktron.models.sam.image_encoder import window_partition, window_unpartiti
 
 
 def _pool_nhwc(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """2D max-pool with kernel = stride of a channels-last map: (B, H, W, C) -> (B, H/s, W/s, C)."""
-    # (B, H, W, C) -> (B, C, H, W) -> pool -> (B, H', W', C); the permutes are views, and
-    # max_pool2d runs channels-last on the channels-last strides.
-    pooled = F.max_pool2d(x.permute(0, 3, 1, 2), kernel_size=stride, stride=stride)
-    return pooled.permute(0, 2, 3, 1)
+    """Max-pool with kernel = stride (floor mode) of a channels-last map.
+
+    (B, H, W, C) -> (B, H // s, W // s, C). Written as a max over a reshape, which equals
+    `max_pool2d` exactly and, unlike it on CPU, computes no argmax indices.
+    """
+    b, h, w, c = x.shape
+    h2, w2 = h // stride, w // stride
+    x = x[:, : h2 * stride, : w2 * stride]
+    # (B, H, W, C) -> (B, H', s, W', s, C) -> max over the two s axes
+    return x.reshape(b, h2, stride, w2, stride, c).amax(dim=(2, 4))
 
 
 class MultiScaleAttention(nn.Module):
@@ -131,8 +136,10 @@ class MultiScaleBlock(nn.Module):
             pad_h = (window - out_hw[0] % window) % window
             pad_w = (window - out_hw[1] % window) % window
             x = window_unpartition(x, window, (out_hw[0] + pad_h, out_hw[1] + pad_w), out_hw)
-        x = shortcut + x
-        return x + self.mlp(self.norm2(x))
+        # The residual sums are written in place into the fresh branch outputs (same values,
+        # no new buffers).
+        x = x.add_(shortcut)
+        return self.mlp(self.norm2(x)).add_(x)
 
 
 class PatchEmbed(nn.Module):
@@ -215,11 +222,25 @@ class Hiera(nn.Module):
             )
             dim = dim_out
         self.blocks = nn.ModuleList(blocks)
+        self._pos_cache: tuple[tuple, torch.Tensor] | None = None
         # Channels of the returned maps, lowest resolution first (the neck's order).
         self.channel_list = [blocks[i].dim_out for i in self.stage_ends[::-1]]
 
     def position_embedding(self, hw: tuple[int, int]) -> torch.Tensor:
-        """(1, h, w, C) position embedding of an (h, w) token grid."""
+        """(1, h, w, C) position embedding of an (h, w) token grid.
+
+        Without gradients it is cached per grid size and parameter version (the bicubic
+        interpolation costs as much as a small layer).
+        """
+        if torch.is_grad_enabled():
+            return self._position_embedding(hw)
+        tables = (self.pos_embed, self.pos_embed_window)
+        key = (hw, *((t.device, t.dtype, t.data_ptr(), t._version) for t in tables))
+        if self._pos_cache is None or self._pos_cache[0] != key:
+            self._pos_cache = (key, self._position_embedding(hw))
+        return self._pos_cache[1]
+
+    def _position_embedding(self, hw: tuple[int, int]) -> torch.Tensor:
         background = F.interpolate(self.pos_embed, size=hw, mode="bicubic")  # (1, C, h, w)
         window = self.pos_embed_window
         reps = (hw[0] // window.shape[-2], hw[1] // window.shape[-1])
