@@ -110,6 +110,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--multimask", action="store_true", help="keep SAM's 3 candidate masks")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: cuda if available)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="run the image encoder and mask upscaling in bf16/fp16 (fp16: CUDA only); "
+        "see docs/speed.md",
+    )
     add_limit_arguments(parser)
     auto = parser.add_argument_group("--auto options (Meta's defaults)")
     auto.add_argument("--points-per-side", type=int, default=32)
@@ -162,6 +169,13 @@ def run(args: argparse.Namespace) -> int:
     paths = collect_images([args.image])
     apply_limit_arguments(args)
     model = load_model(args.checkpoint, args.model, args.device)
+    if args.precision != "fp32":
+        from masktron.models.sam.precision import set_sam_precision
+
+        try:
+            set_sam_precision(model, args.precision)
+        except ValueError as e:
+            raise CommandError(f"--precision {args.precision}: {e}") from None
     used: set[str] = set()  # a.png and a.jpg write a_* and a_1_*
     if not os.path.isdir(args.image):  # one image: its failure is the run's (exit 1)
         segment_file(model, paths[0], args, used)

@@ -17,6 +17,7 @@ from masktron.models.sam.checkpoint import (
 )
 from masktron.models.sam.image_encoder import ImageEncoderViT
 from masktron.models.sam.mask_decoder import MaskDecoder
+from masktron.models.sam.precision import set_sam_precision
 from masktron.models.sam.prompt_encoder import PromptEncoder
 from masktron.models.sam.sam import Sam
 from masktron.models.sam.transformer import TwoWayTransformer
@@ -40,4 +41,5 @@ __all__ = [
     "load_sam_state_dict",
     "read_state_dict",
     "sam_model_registry",
+    "set_sam_precision",
 ]

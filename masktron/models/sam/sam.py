@@ -34,6 +34,8 @@ class Sam(nn.Module):
 
     mask_threshold: float = 0.0
     image_format: str = "RGB"
+    # "fp32" unless `masktron.models.sam.precision.set_sam_precision` converted the model.
+    inference_precision: str = "fp32"
     pixel_mean: torch.Tensor
     pixel_std: torch.Tensor
 
