@@ -181,22 +181,33 @@ class BasicStem(_Block):
 class ResNet(Backbone):
     """A stem followed by stages `res2`..`res5`; returns the stages named in `out_features`.
 
+    As in Detectron2, `stem` and `stages` may be given by position, and stages after the last
+    one named in `out_features` are dropped (not built into the module).
+
     Args:
         stem: the built stem (output stride 4).
         stages: built stages in order; each a list of blocks. Stage i is named `res{i+2}`.
-        out_features: names to return, e.g. ["res2", "res3", "res4", "res5"] or ["res4"].
+        out_features: names to return, e.g. ["res2", "res3", "res4", "res5"] or ["res4"];
+            default (None) the last stage.
         freeze_at: 0 trains everything; 1 freezes the stem; k >= 2 also freezes res2..res{k}.
     """
 
     def __init__(
         self,
-        *,
         stem: BasicStem,
         stages: list[list[nn.Module]],
-        out_features: list[str],
+        *,
+        out_features: list[str] | None = None,
         freeze_at: int = 0,
     ):
         super().__init__()
+        if out_features is None:
+            out_features = [f"res{len(stages) + 1}"]
+        known = {"stem": 0, **{f"res{i + 2}": i + 1 for i in range(len(stages))}}
+        unknown_names = [f for f in out_features if f not in known]
+        if unknown_names:
+            raise ValueError(f"unknown ResNet outputs {unknown_names}; have {sorted(known)}")
+        stages = stages[: max(known[f] for f in out_features)]
         self.stem = stem
         current_stride = 4
         self._out_feature_strides = {"stem": current_stride}
@@ -211,9 +222,6 @@ class ResNet(Backbone):
                 current_stride *= cast(int, block.stride)
             self._out_feature_strides[name] = current_stride
             self._out_feature_channels[name] = cast(int, blocks[-1].out_channels)
-        unknown = set(out_features) - set(self._out_feature_strides)
-        if unknown:
-            raise ValueError(f"unknown ResNet outputs {sorted(unknown)}; have {self.stage_names}")
         self._out_features = list(out_features)
         self.freeze(freeze_at)
 

@@ -3,6 +3,7 @@ atrous spatial pyramid pooling (ASPP, Chen et al. 2017, "Rethinking Atrous Convo
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import torch
@@ -15,6 +16,12 @@ from masktron.layers.frozen_bn import get_norm
 __all__ = ["ASPP", "DepthwiseSeparableConv2d"]
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _own(activation: Activation) -> Activation:
+    """A copy of a module activation (e.g. `nn.PReLU`, which has weights) so that no two convs
+    share its parameters, as Detectron2's ASPP does; functions are shared as they are."""
+    return copy.deepcopy(activation) if isinstance(activation, nn.Module) else activation
 
 
 class DepthwiseSeparableConv2d(nn.Module):
@@ -75,7 +82,8 @@ class ASPP(nn.Module):
         in_channels, out_channels: channels in and of every branch and the output.
         dilations: the three atrous rates (e.g. [6, 12, 18]).
         norm: norm name for the convs ("" for none; the pooling branch has none).
-        activation: applied after each conv.
+        activation: applied after each conv (a module activation is copied for each, so
+            branches never share its parameters).
         pool_kernel_size: (h, w) of the pooling branch's average pool (stride 1); None pools
             the whole map.
         dropout: dropout after the projection (training only).
@@ -108,7 +116,7 @@ class ASPP(nn.Module):
                 kernel_size=1,
                 bias=use_bias,
                 norm=get_norm(norm, out_channels),
-                activation=activation,
+                activation=_own(activation),
             )
         )
         c2_msra_fill(self.convs[-1])
@@ -122,9 +130,9 @@ class ASPP(nn.Module):
                         padding=dilation,
                         dilation=dilation,
                         norm1=norm,
-                        activation1=activation,
+                        activation1=_own(activation),
                         norm2=norm,
-                        activation2=activation,
+                        activation2=_own(activation),
                     )
                 )
             else:
@@ -136,7 +144,7 @@ class ASPP(nn.Module):
                     dilation=dilation,
                     bias=use_bias,
                     norm=get_norm(norm, out_channels),
-                    activation=activation,
+                    activation=_own(activation),
                 )
                 c2_msra_fill(conv)
                 self.convs.append(conv)
@@ -154,7 +162,7 @@ class ASPP(nn.Module):
             kernel_size=1,
             bias=use_bias,
             norm=get_norm(norm, out_channels),
-            activation=activation,
+            activation=_own(activation),
         )
         c2_msra_fill(self.project)
 
