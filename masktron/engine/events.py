@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -333,7 +334,8 @@ class CommonMetricPrinter(EventWriter):
     """A tqdm progress bar over the iterations (with ETA) and a log line per write.
 
     The bar moves every iteration and shows the smoothed total loss and the learning rate;
-    the log line (logger "masktron.engine.events", INFO) has Detectron2's fields: eta, iter,
+    the log line (INFO, on `self.logger`: logger "masktron.utils.events", the name Detectron2's
+    users know as "detectron2.utils.events") has Detectron2's fields: eta, iter,
     losses, time, data_time, lr and, on CUDA, max memory.
 
     Args:
@@ -347,6 +349,8 @@ class CommonMetricPrinter(EventWriter):
     def __init__(
         self, max_iter: int | None = None, window_size: int = 20, progress: bool | None = None
     ):
+        self.logger = logging.getLogger("masktron.utils.events")
+        self._last_write: tuple[int, float] | None = None  # (iteration, time) for the ETA
         self._max_iter = max_iter
         self._window_size = window_size
         progress = _stderr_is_terminal() if progress is None else progress
@@ -354,14 +358,20 @@ class CommonMetricPrinter(EventWriter):
         self._bar: tqdm | None = None
 
     def _eta(self, storage: EventStorage) -> str:
+        """From the median iteration "time" when the trainer records it; else, as Detectron2,
+        from the wall time between this write and the previous one ("" at the first)."""
         if self._max_iter is None:
             return ""
+        remaining_iters = self._max_iter - storage.iter - 1
         try:
             seconds_per_iter = storage.history("time").median(1000)
         except KeyError:
-            return ""
-        remaining = seconds_per_iter * (self._max_iter - storage.iter - 1)
-        return str(datetime.timedelta(seconds=int(remaining)))
+            now = time.perf_counter()
+            last, self._last_write = self._last_write, (storage.iter, now)
+            if last is None or storage.iter <= last[0]:
+                return ""
+            seconds_per_iter = (now - last[1]) / (storage.iter - last[0])
+        return str(datetime.timedelta(seconds=int(seconds_per_iter * remaining_iters)))
 
     def _losses(self, storage: EventStorage, names: Any) -> dict[str, float]:
         hints = storage.smoothing_hints()
@@ -398,7 +408,7 @@ class CommonMetricPrinter(EventWriter):
             fields.append(f"lr: {lr:.5g}")
         if torch.cuda.is_available():
             fields.append(f"max_mem: {torch.cuda.max_memory_allocated() / 1024**2:.0f}M")
-        logger.info("  ".join(fields))
+        self.logger.info("  ".join(fields))
 
     def on_train_start(self, start_iter: int) -> None:
         if self._progress and self._bar is None:

@@ -135,6 +135,12 @@ class BestCheckpointer(_MetricHook):
 
     def on_metric(self, value: float) -> None:
         if not self._improves(value):
+            if self.best_metric is None:  # a NaN or infinite first value
+                logger.info(
+                    "%s = %s at iteration %d is not a finite value; not saved",
+                    self.metric, value, self.trainer.iter,
+                )  # fmt: skip
+                return
             logger.info(
                 "%s = %.5g at iteration %d is not better than the best, %.5g at iteration %s",
                 self.metric, value, self.trainer.iter, self.best_metric, self.best_iter,

@@ -116,7 +116,7 @@ def test_console_printer_logs_eta_losses_and_lr(caplog):
     s = EventStorage()
     fill(s, 0, 20)
     printer = CommonMetricPrinter(max_iter=100, window_size=5, progress=False)
-    with caplog.at_level(logging.INFO, logger="masktron.engine.events"):
+    with caplog.at_level(logging.INFO, logger="masktron.utils.events"):
         printer.write(s)
     line = caplog.records[-1].getMessage()
     # 80 iterations left at 0.5 s each.
