@@ -451,11 +451,18 @@ def build_detection_test_loader(
         num_workers = cfg.DATALOADER.NUM_WORKERS if cfg is not None else 0
     if isinstance(dataset, list):
         dataset = DatasetFromList(dataset, copy=False)
+    if isinstance(dataset, torchdata.IterableDataset):
+        # An iterable dataset (e.g. `ToIterableDataset(ds, InferenceSampler(len(ds)))`) orders
+        # and shards itself, as in Detectron2.
+        if sampler is not None:
+            raise ValueError("build_detection_test_loader: an iterable dataset takes no sampler")
+    elif sampler is None:
+        # A map-style test dataset has a length (torch's Dataset type declares none).
+        sampler = InferenceSampler(len(cast(Sized, dataset)))
     return torchdata.DataLoader(
         MapDataset(dataset, mapper),
         batch_size=batch_size,
-        # A test dataset is map-style and has a length (torch's Dataset type declares none).
-        sampler=sampler if sampler is not None else InferenceSampler(len(cast(Sized, dataset))),
+        sampler=sampler,
         drop_last=False,
         num_workers=num_workers,
         collate_fn=collate_fn or trivial_batch_collator,

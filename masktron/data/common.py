@@ -14,8 +14,6 @@ import numpy as np
 import torch
 import torch.utils.data as torchdata
 
-from masktron.data.samplers import group_into_batches
-
 __all__ = ["AspectRatioGroupedDataset", "DatasetFromList", "MapDataset", "seeded_rngs"]
 
 logger = logging.getLogger(__name__)
@@ -227,11 +225,22 @@ class AspectRatioGroupedDataset(torchdata.IterableDataset):
     Wraps an iterable of mapped dicts (with `width`/`height`); yields lists of `batch_size`.
     The standard loader groups indices before mapping instead (`GroupedBatchSampler`); this is
     Detectron2's class for custom pipelines.
+
+    As Detectron2's, the two buckets (`_buckets`: landscape, portrait) live on the object: a
+    batch is taken out of its bucket before it is yielded, so a consumer that stops early
+    leaves no full bucket behind, and a partial bucket is completed by the next pass.
     """
 
     def __init__(self, dataset: Iterable[dict], batch_size: int):
         self.dataset = dataset
         self.batch_size = batch_size
+        self._buckets: list[list[dict]] = [[], []]
 
     def __iter__(self) -> Iterator[list[dict]]:
-        yield from group_into_batches(self.dataset, aspect_group, self.batch_size)
+        for d in self.dataset:
+            bucket = self._buckets[aspect_group(d)]
+            bucket.append(d)
+            if len(bucket) == self.batch_size:
+                batch = bucket[:]
+                del bucket[:]
+                yield batch
