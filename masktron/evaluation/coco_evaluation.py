@@ -87,6 +87,11 @@ def instances_to_coco_json(instances: Any, img_id: Any) -> list[dict[str, Any]]:
     return results
 
 
+class UnknownCategoryError(ValueError, AssertionError):
+    """A prediction's class is not one of the dataset's. Also an AssertionError, which is what
+    Detectron2's evaluator raises here (code that catches it keeps working)."""
+
+
 class COCOEvaluator(DatasetEvaluator):
     """Box, mask and keypoint AP on a registered dataset, with Detectron2's results layout.
 
@@ -265,7 +270,7 @@ class COCOEvaluator(DatasetEvaluator):
         num_classes = len(self._contiguous_to_id)
         for r in results:
             if r["category_id"] not in self._contiguous_to_id:
-                raise ValueError(
+                raise UnknownCategoryError(
                     f"a prediction on image {r['image_id']!r} has class {r['category_id']}, but "
                     f"dataset {self._dataset_name!r} has {num_classes} classes "
                     f"(0..{num_classes - 1}): does the model match the dataset?"

@@ -151,6 +151,8 @@ def test_no_detections_score_zero_and_bad_class_is_named(coco_sample):
     inst.pred_classes = torch.tensor([80])
     with pytest.raises(ValueError, match="has class 80, but dataset .* has 80 classes"):
         run(evaluator, [([{"image_id": image["id"]}], [{"instances": inst}])])
+    with pytest.raises(AssertionError):  # what Detectron2's evaluator raises
+        run(evaluator, [([{"image_id": image["id"]}], [{"instances": inst}])])
 
 
 def test_instances_to_coco_json():
