@@ -95,6 +95,10 @@ class Checkpointer:
         self.save_to_disk = _default_save_to_disk() if save_to_disk is None else save_to_disk
         self.checkpointables: dict[str, Any] = dict(checkpointables)
         self.logger = logging.getLogger(__name__)
+        # Detectron2's hook for custom storage: an object with `get_local_path(path)` (e.g. an
+        # iopath `PathManager` with handlers) that resolves paths which are not local files.
+        # None: URLs are downloaded into masktron's cache.
+        self.path_manager: Any = None
         if self.save_dir and self.save_to_disk:
             remove_stale_temp_files(self.save_dir)
 
@@ -195,7 +199,10 @@ class Checkpointer:
             self.logger.info("No checkpoint found. Initializing model from scratch")
             return {}
         self.logger.info("Loading checkpoint from %s", path)
-        local = get_local_path(path)
+        if self.path_manager is not None and not os.path.isfile(path):
+            local = self.path_manager.get_local_path(path)
+        else:
+            local = get_local_path(path)
         if not os.path.isfile(local):
             raise FileNotFoundError(f"checkpoint not found: {local}")
         try:
