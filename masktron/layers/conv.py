@@ -71,9 +71,14 @@ def c2_xavier_fill(module: nn.Module) -> None:
         nn.init.constant_(bias, 0)
 
 
-def conv3x3_norm_relu(in_channels: int, out_channels: int, norm: str = "") -> Conv2d:
+def conv3x3_norm_relu(
+    in_channels: int, out_channels: int, norm: str = "", *, msra_init: bool = True
+) -> Conv2d:
     """3x3 conv (padding 1; a bias only without a norm), norm, ReLU, with MSRA init: the
-    building block of the R-CNN box/mask heads and the semantic FPN head."""
+    building block of the R-CNN box/mask heads and the semantic FPN head.
+
+    `msra_init=False` leaves the init to the caller (heads that, as Detectron2's, create all
+    their layers before initializing them, so a seed gives Detectron2's weights)."""
     from masktron.layers.frozen_bn import get_norm
 
     conv = Conv2d(
@@ -85,5 +90,6 @@ def conv3x3_norm_relu(in_channels: int, out_channels: int, norm: str = "") -> Co
         norm=get_norm(norm, out_channels),
         activation=F.relu,
     )
-    c2_msra_fill(conv)
+    if msra_init:
+        c2_msra_fill(conv)
     return conv

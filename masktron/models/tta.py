@@ -190,7 +190,7 @@ class GeneralizedRCNNWithTTA(nn.Module):
         num_classes = self.cfg.MODEL.ROI_HEADS.NUM_CLASSES
         scores_2d = torch.zeros(len(boxes), num_classes + 1, device=boxes.device)
         scores_2d[torch.arange(len(boxes), device=boxes.device), classes] = scores
-        (merged,) = fast_rcnn_inference(
+        (merged,), _ = fast_rcnn_inference(
             [boxes],
             [scores_2d],
             [shape_hw],

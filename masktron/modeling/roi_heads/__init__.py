@@ -7,6 +7,7 @@ from masktron.models.registry import (
     ROI_MASK_HEAD_REGISTRY,
 )
 from masktron.models.roi_heads.box_head import FastRCNNConvFCHead, FastRCNNOutputLayers
+from masktron.models.roi_heads.keypoint_head import KRCNNConvDeconvUpsampleHead
 from masktron.models.roi_heads.mask_head import BaseMaskRCNNHead, MaskRCNNConvUpsampleHead
 from masktron.models.roi_heads.roi_heads import (
     Res5ROIHeads,
@@ -22,6 +23,7 @@ __all__ = [
     "BaseMaskRCNNHead",
     "FastRCNNConvFCHead",
     "FastRCNNOutputLayers",
+    "KRCNNConvDeconvUpsampleHead",
     "MaskRCNNConvUpsampleHead",
     "ROIHeads",
     "Res5ROIHeads",

@@ -13,6 +13,7 @@ from masktron.config.configurable import configurable
 from masktron.layers import (
     ShapeSpec,
     batched_nms,
+    c2_msra_fill,
     c2_xavier_fill,
     conv3x3_norm_relu,
 )
@@ -45,8 +46,10 @@ class FastRCNNConvFCHead(nn.Module):
         if channels is None:
             raise ValueError("FastRCNNConvFCHead needs input_shape.channels")
         self.conv_norm_relus: list[nn.Module] = []
+        # All layers are created, then initialized (convs, then fcs), in Detectron2's order:
+        # the same seed gives the same weights.
         for k, dim in enumerate(conv_dims):
-            conv = conv3x3_norm_relu(channels, dim, conv_norm)
+            conv = conv3x3_norm_relu(channels, dim, conv_norm, msra_init=False)
             self.add_module(f"conv{k + 1}", conv)
             self.conv_norm_relus.append(conv)
             channels = dim
@@ -54,10 +57,13 @@ class FastRCNNConvFCHead(nn.Module):
         size = channels * (h or 1) * (w or 1)
         for k, dim in enumerate(fc_dims):
             fc = nn.Linear(size, dim)
-            c2_xavier_fill(fc)
             self.add_module(f"fc{k + 1}", fc)
             self.fcs.append(fc)
             size = dim
+        for conv in self.conv_norm_relus:
+            c2_msra_fill(conv)
+        for fc in self.fcs:
+            c2_xavier_fill(fc)
         self._output_size = size if fc_dims else channels * (h or 1) * (w or 1)
 
     @classmethod
@@ -89,7 +95,7 @@ def fast_rcnn_inference(
     score_thresh: float,
     nms_thresh: float,
     topk_per_image: int,
-) -> list[Instances]:
+) -> tuple[list[Instances], list[torch.Tensor]]:
     """Detections from per-image class scores and boxes.
 
     Args:
@@ -98,12 +104,15 @@ def fast_rcnn_inference(
         image_shapes: (height, width) to clip boxes to.
 
     Returns:
-        per image, Instances with `pred_boxes`, `scores`, `pred_classes`, best first.
+        as Detectron2's: per image, Instances with `pred_boxes`, `scores`, `pred_classes`,
+        best first; and per image the (D,) index of the proposal (row of `boxes`, after rows
+        with non-finite values are dropped) that each detection comes from.
     """
-    return [
+    results = [
         _inference_single_image(b, s, shape, score_thresh, nms_thresh, topk_per_image)
         for b, s, shape in zip(boxes, scores, image_shapes)
     ]
+    return [r[0] for r in results], [r[1] for r in results]
 
 
 def _inference_single_image(
@@ -113,7 +122,7 @@ def _inference_single_image(
     score_thresh: float,
     nms_thresh: float,
     topk: int,
-) -> Instances:
+) -> tuple[Instances, torch.Tensor]:
     valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
     if torch.jit.is_tracing() or not valid.all():  # traced: the filter goes into the graph
         boxes, scores = boxes[valid], scores[valid]
@@ -133,7 +142,7 @@ def _inference_single_image(
     result.pred_boxes = Boxes(boxes[keep])
     result.scores = scores[keep]
     result.pred_classes = idx[keep, 1]
-    return result
+    return result, idx[keep, 0]
 
 
 def split_per_image(x: torch.Tensor, instances: list[Instances]) -> list[torch.Tensor]:
@@ -238,7 +247,9 @@ class FastRCNNOutputLayers(nn.Module):
 
     def inference(
         self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: list[Instances]
-    ) -> list[Instances]:
+    ) -> tuple[list[Instances], list[torch.Tensor]]:
+        """Detections per image and, per image, the index of each one's proposal (as
+        Detectron2's: `instances, _ = box_predictor.inference(predictions, proposals)`)."""
         return fast_rcnn_inference(
             self.predict_boxes(predictions, proposals),
             self.predict_probs(predictions, proposals),
@@ -253,11 +264,15 @@ class FastRCNNOutputLayers(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Cross-entropy over sampled proposals and box regression over their foreground."""
         scores, deltas = predictions
-        gt_classes = torch.cat([p.gt_classes for p in proposals])
-        proposal_boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])
-        gt_boxes = torch.cat(
-            [(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals]
-        )
+        if proposals:
+            gt_classes = torch.cat([p.gt_classes for p in proposals])
+            proposal_boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])
+            gt_boxes = torch.cat(
+                [(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals]
+            )
+        else:  # a batch without proposals: zero losses that still reach the predictions
+            gt_classes = torch.zeros(0, dtype=torch.long, device=scores.device)
+            proposal_boxes = gt_boxes = deltas.new_zeros((0, 4))
         loss_cls = F.cross_entropy(scores, gt_classes) if gt_classes.numel() else scores.sum() * 0.0
         fg = torch.nonzero((gt_classes >= 0) & (gt_classes < self.num_classes)).squeeze(1)
         if deltas.shape[1] == 4:  # class-agnostic

@@ -130,7 +130,7 @@ class CascadeROIHeads(StandardROIHeads):
         # Average over stages, image by image: every stage scored the same boxes' successors.
         scores = [sum(image_scores) / self.num_cascade_stages for image_scores in zip(*per_stage)]
         last = self._predictor(self.num_cascade_stages - 1)
-        return fast_rcnn_inference(
+        instances, _ = fast_rcnn_inference(
             boxes,
             scores,  # type: ignore[arg-type]
             image_sizes,
@@ -138,6 +138,7 @@ class CascadeROIHeads(StandardROIHeads):
             nms_thresh=last.test_nms_thresh,
             topk_per_image=last.test_topk_per_image,
         )
+        return instances
 
     def _predictor(self, stage: int) -> FastRCNNOutputLayers:
         return self.box_predictor[stage]  # type: ignore[index]

@@ -244,7 +244,8 @@ class StandardROIHeads(ROIHeads):
         predictions = self.box_predictor(self.box_head(x))
         if self.training:
             return self.box_predictor.losses(predictions, proposals)
-        return self.box_predictor.inference(predictions, proposals)
+        instances, _ = self.box_predictor.inference(predictions, proposals)
+        return instances
 
     def _forward_mask(self, features: dict[str, torch.Tensor], instances: list[Instances]):
         maps = [features[f] for f in self.mask_in_features]
@@ -332,7 +333,7 @@ class Res5ROIHeads(ROIHeads):
                 mask_features = box_features[torch.cat(fg_masks, dim=0)]
                 losses.update(self.mask_head(mask_features, fg_props))
             return proposals, losses
-        detections = self.box_predictor.inference(predictions, proposals)
+        detections, _ = self.box_predictor.inference(predictions, proposals)
         return self.forward_with_given_boxes(features, detections), {}
 
     def forward_with_given_boxes(
