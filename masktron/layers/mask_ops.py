@@ -10,8 +10,14 @@ The two differ only where a large box's bilinear border spreads more than one pi
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional as F
+
+__all__ = ["pad_masks", "paste_mask_in_image_old", "paste_masks_in_image", "scale_boxes"]
 
 
 def _paste_mask_region(
@@ -56,7 +62,7 @@ def _paste_batched(
 
 def paste_masks_in_image(
     masks: torch.Tensor,
-    boxes: torch.Tensor,
+    boxes: Any,
     image_shape: tuple[int, int],
     threshold: float = 0.5,
     *,
@@ -66,7 +72,7 @@ def paste_masks_in_image(
 
     Args:
         masks: (N, M, M) probabilities in each box's frame.
-        boxes: (N, 4) XYXY boxes in the output image's pixels.
+        boxes: (N, 4) XYXY boxes in the output image's pixels (a tensor or `Boxes`).
         image_shape: (height, width) of the output image.
         threshold: pixels with probability >= threshold are True; < 0 returns probabilities.
         batched: resample over the whole image in batched calls (Detectron2's GPU path);
@@ -83,7 +89,7 @@ def paste_masks_in_image(
     out = torch.zeros(n, img_h, img_w, device=masks.device, dtype=dtype)
     if n == 0:
         return out
-    boxes = boxes.to(torch.float32)
+    boxes = getattr(boxes, "tensor", boxes).to(torch.float32)
     if batched if batched is not None else masks.device.type != "cpu":
         return _paste_batched(masks, boxes, out, threshold)
     # One box at a time, each over its own window: boxes +-1 pixel, clipped to the image.
@@ -97,4 +103,52 @@ def paste_masks_in_image(
             continue
         region = _paste_mask_region(masks[i : i + 1, None], boxes[i : i + 1], x0, y0, x1, y1)[0]
         out[i, y0:y1, x0:x1] = region >= threshold if threshold >= 0 else region
+    return out
+
+
+def pad_masks(masks: torch.Tensor, padding: int) -> tuple[torch.Tensor, float]:
+    """Zero-pad (N, M, M) masks by `padding` pixels on every side.
+
+    Returns:
+        the (N, M + 2p, M + 2p) masks and the scale (M + 2p) / M by which their boxes must
+        grow (`scale_boxes`) for the padded masks to cover the same pixels.
+    """
+    m = masks.shape[-1]
+    scale = float(m + 2 * padding) / m
+    return F.pad(masks, (padding, padding, padding, padding)), scale
+
+
+def scale_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:
+    """(N, 4) XYXY boxes scaled by `scale` about their centres."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) * 0.5  # (N, 2)
+    half = (boxes[:, 2:] - boxes[:, :2]) * 0.5 * scale  # (N, 2)
+    return torch.cat([centre - half, centre + half], dim=1)
+
+
+def paste_mask_in_image_old(
+    mask: torch.Tensor, box: torch.Tensor, img_h: int, img_w: int, threshold: float
+) -> torch.Tensor:
+    """Detectron2's legacy paste of one (M, M) mask, kept for comparisons.
+
+    The box is truncated to integer pixels; the mask is resized (PIL, bilinear) to cover
+    pixels x0..x1 and y0..y1 inclusive, thresholded (`> threshold`; a negative threshold keeps
+    the probabilities, scaled to 0..255) and written into an (img_h, img_w) uint8 image,
+    clipped at the borders.
+    """
+    x0, y0, x1, y1 = (int(v) for v in box.to(torch.int32).tolist())
+    width, height = x1 - x0 + 1, y1 - y0 + 1  # pixel samples, not geometric extent
+    resized = np.asarray(
+        Image.fromarray(mask.detach().cpu().float().numpy()).resize(
+            (width, height), resample=Image.Resampling.BILINEAR
+        )
+    )
+    if threshold >= 0:
+        patch = torch.from_numpy((resized > threshold).astype(np.uint8))
+    else:
+        patch = torch.from_numpy(resized * 255).to(torch.uint8)
+    out = torch.zeros((img_h, img_w), dtype=torch.uint8)
+    cx0, cy0 = max(x0, 0), max(y0, 0)
+    cx1, cy1 = min(x1 + 1, img_w), min(y1 + 1, img_h)
+    if cx1 > cx0 and cy1 > cy0:
+        out[cy0:cy1, cx0:cx1] = patch[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
     return out

@@ -16,7 +16,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["flop_count_operators", "parameter_count", "parameter_count_table"]
+__all__ = [
+    "find_unused_parameters",
+    "flop_count_operators",
+    "parameter_count",
+    "parameter_count_table",
+]
 
 # torch operator -> the operator names Detectron2 / fvcore report.
 _OP_NAMES = {"convolution": "conv", "addmm": "linear", "mm": "matmul", "bmm": "bmm"}
@@ -74,3 +79,31 @@ def flop_count_operators(model: nn.Module, inputs: Any) -> defaultdict[str, floa
         name = str(op).split(".")[-1]
         result[_OP_NAMES.get(name, name)] += flops / 2 / 1e9
     return result
+
+
+def find_unused_parameters(model: nn.Module, inputs: Any) -> list[str]:
+    """Names of the parameters that get no gradient from one training step's loss.
+
+    Runs `model(inputs)` (`model(*inputs)` for a tuple), sums the losses (a dict of losses is
+    summed over its values) and back-propagates; a trainable parameter whose `.grad` stays
+    None does not contribute to the loss (what makes DistributedDataParallel ask for
+    `find_unused_parameters=True`). Gradients are cleared before and after.
+
+    Args:
+        model: a module in training mode that returns a loss tensor or a dict of losses.
+        inputs: its argument, or a tuple of its arguments.
+    """
+    if not model.training:
+        raise ValueError("find_unused_parameters needs a model in training mode (model.train())")
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    for _, p in params:
+        p.grad = None
+    losses = model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+    loss = sum(losses.values()) if isinstance(losses, dict) else losses
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"the model returned {type(losses).__name__}, not a loss tensor or dict")
+    loss.backward()
+    unused = [name for name, p in params if p.grad is None]
+    for _, p in params:
+        p.grad = None
+    return unused
