@@ -318,7 +318,7 @@ def build_detection_train_loader(
     cfg: Any = None,
     mapper: Callable[[dict], Any] | None = None,
     *,
-    dataset: list[dict] | None = None,
+    dataset: list[dict] | torchdata.IterableDataset | None = None,
     sampler: TrainingSampler | None = None,
     total_batch_size: int | None = None,
     aspect_ratio_grouping: bool | None = None,
@@ -362,6 +362,32 @@ def build_detection_train_loader(
         if cfg is None:
             raise TypeError("build_detection_train_loader needs a config or mapper=")
         mapper = DatasetMapper(cfg, True)
+    if isinstance(dataset, torchdata.IterableDataset):
+        # Detectron2's iterable form (e.g. `ToIterableDataset(dicts, TrainingSampler(n))`): the
+        # dataset orders itself; its items are mapped and batched as they come.
+        if sampler is not None:
+            raise ValueError("build_detection_train_loader: an iterable dataset takes no sampler")
+        if total_batch_size is None:
+            if cfg is None:
+                raise TypeError("build_detection_train_loader needs a config or total_batch_size=")
+            total_batch_size = cfg.SOLVER.IMS_PER_BATCH
+        if aspect_ratio_grouping is None:
+            aspect_ratio_grouping = (
+                cfg.DATALOADER.ASPECT_RATIO_GROUPING if cfg is not None else True
+            )
+        return _mapped_batch_loader(
+            MapDataset(dataset, mapper),
+            None,
+            total_batch_size,
+            aspect_ratio_grouping=aspect_ratio_grouping,
+            num_workers=(
+                num_workers
+                if num_workers is not None
+                else (cfg.DATALOADER.NUM_WORKERS if cfg is not None else 0)
+            ),
+            collate_fn=collate_fn,
+            drop_last=True,
+        )
     if sampler is None:
         if cfg is not None:
             sampler = _train_sampler(cfg, dataset, seed)

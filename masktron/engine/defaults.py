@@ -145,6 +145,11 @@ class DefaultTrainer(TrainerBase):
     def model(self) -> nn.Module:
         return self._trainer.model
 
+    @model.setter
+    def model(self, model: nn.Module) -> None:
+        # Detectron2's property: the model is the inner trainer's, so assigning replaces it there
+        self._trainer.model = model
+
     @property
     def optimizer(self) -> torch.optim.Optimizer:
         return self._trainer.optimizer
