@@ -60,10 +60,10 @@ class FastRCNNConvFCHead(nn.Module):
             self.add_module(f"fc{k + 1}", fc)
             self.fcs.append(fc)
             size = dim
-        for conv in self.conv_norm_relus:
-            c2_msra_fill(conv)
-        for fc in self.fcs:
-            c2_xavier_fill(fc)
+        for layer in self.conv_norm_relus:
+            c2_msra_fill(layer)
+        for layer in self.fcs:
+            c2_xavier_fill(layer)
         self._output_size = size if fc_dims else channels * (h or 1) * (w or 1)
 
     @classmethod
