@@ -79,17 +79,21 @@ def find_top_rpn_proposals(
     proposals: list[torch.Tensor],
     logits: list[torch.Tensor],
     image_sizes: list[tuple[int, int]],
-    *,
     nms_thresh: float,
     pre_nms_topk: int,
     post_nms_topk: int,
     min_box_size: float,
+    training: bool = False,
 ) -> list[Instances]:
     """Per image: top-k per level, clip, drop tiny boxes, NMS within each level, top-k overall.
+
+    Detectron2's signature (all arguments may be given by position).
 
     Args:
         proposals: per level (N, Hi*Wi*A, 4) decoded boxes.
         logits: per level (N, Hi*Wi*A) objectness logits.
+        training: boxes or scores that are not finite raise FloatingPointError (a diverged
+            training run) instead of being dropped.
 
     Returns:
         per image, Instances with `proposal_boxes` and `objectness_logits`, best first.
@@ -112,6 +116,10 @@ def find_top_rpn_proposals(
     for n, image_size in enumerate(image_sizes):
         boxes, scores, levels = Boxes(all_boxes[n]), all_scores[n], all_levels
         valid = torch.isfinite(boxes.tensor).all(dim=1) & torch.isfinite(scores)
+        if training and not valid.all():
+            raise FloatingPointError(
+                "RPN: predicted boxes or scores contain Inf/NaN; training has diverged"
+            )
         if torch.jit.is_tracing() or not valid.all():  # traced: the filter goes into the graph
             boxes, scores, levels = boxes[valid], scores[valid], levels[valid]
         boxes.clip(image_size)

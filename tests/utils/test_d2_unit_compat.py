@@ -302,3 +302,15 @@ def test_default_trainer_model_is_the_inner_trainers():
     replacement = nn.Linear(2, 2)
     trainer.model = replacement
     assert trainer.model is replacement and trainer._trainer.model is replacement
+
+
+def test_find_top_rpn_proposals_positional_and_non_finite_scores():
+    from masktron.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
+
+    boxes = [torch.tensor([[[0.0, 0, 4, 4], [1, 1, 6, 6], [8, 8, 9, 9]]])]  # (N=1, 3, 4)
+    logits = [torch.tensor([[float("inf"), 0.5, 0.2]])]
+    # Detectron2's positional form: nms_thresh, pre_nms_topk, post_nms_topk, min_box_size, training
+    (out,) = find_top_rpn_proposals(boxes, logits, [(10, 10)], 0.5, 10, 10, 0, False)
+    assert out.objectness_logits.tolist() == pytest.approx([0.5, 0.2])  # the inf one dropped
+    with pytest.raises(FloatingPointError):
+        find_top_rpn_proposals(boxes, logits, [(10, 10)], 0.5, 10, 10, 0, True)
