@@ -1,7 +1,7 @@
 """Regenerate the SAM 2 model references (`data/model_ref_*.npz`) with Meta's `sam2` 1.1.0.
 
     SAM2_BUILD_CUDA=0 pip install --no-build-isolation -e '.[parity]'   # Meta's sam2, CPU
-    PYTHONPATH=. python tests/models/sam2/make_reference_model.py
+    PYTHONPATH=. python tests/models/sam2/make_reference_model.py [VARIANT ...]
 
 For each reference variant, Meta's video model (the SAM2Base its `build_sam2_video_predictor`
 builds) is loaded from the fixture checkpoint (`tests/sam2_fixtures_util.py`) and run on the cases
@@ -33,7 +33,7 @@ from sam2_model_cases import (  # noqa: E402
 
 def main() -> None:
     torch.manual_seed(0)
-    for variant in REFERENCE_VARIANTS:
+    for variant in sys.argv[1:] or REFERENCE_VARIANTS:
         model = build_meta_sam2(variant, video=True)
         with torch.no_grad():
             out = image_outputs(model, model.forward_image(input_image()))
