@@ -54,6 +54,18 @@ def columns(dicts: Sequence[Any], keys: Sequence[str]) -> list[list[Any]]:
     return [list(map(operator.itemgetter(key), dicts)) for key in keys]
 
 
+def column_or(dicts: Sequence[Any], key: str, default: Any = None) -> list[Any]:
+    """`key`'s value in each of `dicts`, `default` where one lacks it (a `TypeError` or
+    `AttributeError` where one is not a dict).
+
+    One pass at C speed when every dict has the key (the usual case), else `dict.get`.
+    """
+    try:
+        return list(map(operator.itemgetter(key), dicts))
+    except KeyError:
+        return [d.get(key, default) for d in dicts]
+
+
 def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -135,7 +147,7 @@ def _fast_columns(annotations: list, image_ids: set, cat_ids: set) -> Annotation
         return _columns_of(annotations)
     try:  # the columns at once; one by one only to say what is wrong
         ids, images, cats, boxes, areas = columns(annotations, _ANNOTATION_FIELDS)
-        iscrowd = [ann.get("iscrowd", 0) for ann in annotations]
+        iscrowd = column_or(annotations, "iscrowd", 0)
         if not set(iscrowd) <= {0, 1}:
             return None
     except (KeyError, TypeError, AttributeError):  # a missing key, an unhashable value
@@ -205,7 +217,7 @@ def _columns_of(annotations: list) -> AnnotationColumns:
         cats,
         np.array(boxes, dtype=np.float64).reshape(n, 4),
         np.array(areas, dtype=np.float64).reshape(n),
-        np.array([ann.get("iscrowd", 0) for ann in annotations], dtype=np.int64).reshape(n),
+        np.array(column_or(annotations, "iscrowd", 0), dtype=np.int64).reshape(n),
     )
 
 
@@ -221,7 +233,7 @@ def _polygons_ok(polygon_sets: Sequence[list]) -> bool:
     if (lengths % 2).any():
         return False
     try:
-        return math.isfinite(sum(itertools.chain.from_iterable(polygons), 0.0))
+        return math.isfinite(sum(map(sum, polygons), 0.0))  # (polygon by polygon: faster)
     except (TypeError, OverflowError):
         return False
 

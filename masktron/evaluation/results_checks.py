@@ -17,6 +17,7 @@ from masktron.evaluation.coco_checks import (
     NUMBER_TYPES,
     box_array,
     check_box,
+    column_or,
     columns,
     is_number,
     list_ids,
@@ -118,7 +119,7 @@ def _check_ids(image_ids: list, category_ids: list, image_sizes: Mapping, cat_id
 
 
 def _check_boxes(results: list, iou_type: str, source: str) -> np.ndarray | None:
-    boxes = [r.get("bbox") for r in results]
+    boxes = column_or(results, "bbox")
     with_box = len(boxes) - boxes.count(None)
     if iou_type == "bbox" and with_box < len(boxes):
         _first_bad(results, source, lambda r: "bbox" in r, ": missing 'bbox' (needed for box AP)")
@@ -151,7 +152,7 @@ def _usual_counts(segms: list, image_ids: list, image_sizes: Mapping) -> list | 
 def _check_segmentations(
     results: list, image_ids: list, image_sizes: Mapping, source: str
 ) -> list[dict[str, Any]]:
-    segms = [r.get("segmentation") for r in results]
+    segms = column_or(results, "segmentation")
     counts = _usual_counts(segms, image_ids, image_sizes)
     if counts is not None:
         rles = segms  # read, never modified
