@@ -23,6 +23,7 @@ sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 from sam2_fixtures_util import build_meta_sam2  # noqa: E402
 from sam2_model_cases import (  # noqa: E402
     REFERENCE_VARIANTS,
+    TRACK_MASK_PROMPTS,
     TRACK_SHIFTS,
     image_outputs,
     input_image,
@@ -37,7 +38,9 @@ def main() -> None:
         model = build_meta_sam2(variant, video=True)
         with torch.no_grad():
             out = image_outputs(model, model.forward_image(input_image()))
-        out.update(track_outputs(model, TRACK_SHIFTS[variant]))
+        out.update(
+            track_outputs(model, TRACK_SHIFTS[variant], mask_prompts=TRACK_MASK_PROMPTS[variant])
+        )
         path = reference_path(variant)
         np.savez_compressed(path, **out)
         print(f"{path}: {len(out)} arrays, {path.stat().st_size / 1024:.0f} KiB")

@@ -104,21 +104,46 @@ def image_outputs(model: Any, backbone_out: dict[str, Any]) -> dict[str, np.ndar
     return out
 
 
-# Synthetic sequences: frame 0 prompted with a click, then frames tracked from memories and
-# object pointers. Tiny's frames 1-2 are the image rolled by 24 pixels (the object moves), the
-# last one reading two memories and two pointers. base+ (whose memory modules are tiny's: only
-# the trunk differs) tracks one repeat of frame 0, to stay within the test budget.
+# Synthetic sequences, frame t being the image rolled by shifts[t] pixels.
+# Tiny: a click on frame 0, then frames 1-2 (rolled by 24 pixels: the object moves) tracked from
+# memories and object pointers, the last one reading two memories and two pointers.
+# base+ (whose memory modules are tiny's: only the trunk differs) covers the other inputs of
+# `track_step` on one repeated frame, within the test budget: a mask input on frame 0 (taken as
+# the output, `_use_mask_as_output`), then a correction click fed with earlier logits
+# (`prev_sam_mask_logits`) on a tracked frame.
 TRACK_SHIFTS = {"sam2.1_hiera_t": (0, 24, 24), "sam2.1_hiera_b+": (0, 0)}
+TRACK_MASK_PROMPTS = {"sam2.1_hiera_t": False, "sam2.1_hiera_b+": True}
 TRACK_CLICK = [[512.0, 400.0]]
+CORRECTION_CLICK = [[500.0, 450.0]]
+
+
+def _track_prompts(variant_mask: bool, t: int, prev: dict[str, Any] | None) -> dict[str, Any]:
+    """point_inputs / mask_inputs / prev_sam_mask_logits of frame t."""
+
+    def points(xy: list[list[float]]) -> dict[str, torch.Tensor]:
+        return {
+            "point_coords": torch.tensor([xy], dtype=torch.float32),
+            "point_labels": torch.tensor([[1]], dtype=torch.int32),
+        }
+
+    if not variant_mask:
+        return {"point_inputs": points(TRACK_CLICK) if t == 0 else None}
+    if t == 0:
+        mask = torch.zeros(1, 1, 1024, 1024, dtype=torch.bool)
+        mask[:, :, 300:600, 400:700] = True
+        return {"point_inputs": None, "mask_inputs": mask}
+    assert prev is not None
+    return {"point_inputs": points(CORRECTION_CLICK), "prev_sam_mask_logits": prev["pred_masks"]}
 
 
 @torch.no_grad()
 def track_outputs(
-    model: Any, shifts: tuple[int, ...], backbone: Any = None
+    model: Any, shifts: tuple[int, ...], backbone: Any = None, mask_prompts: bool = False
 ) -> dict[str, np.ndarray]:
-    """`track_step` over the synthetic sequence; per frame the masks, scores and memories.
+    """`track_step` over a synthetic sequence; per frame the masks, scores and memories.
 
-    `backbone(shift)` may supply (cached) `forward_image` outputs of the frames.
+    `backbone(shift)` may supply (cached) `forward_image` outputs of the frames;
+    `mask_prompts` selects base+'s prompts (a mask, then a correction click) over tiny's click.
     """
     if backbone is None:
         backbone = lambda shift: model.forward_image(input_image(shift=shift))  # noqa: E731
@@ -131,22 +156,24 @@ def track_outputs(
     for t in range(num_frames):
         backbone_out = backbone(shifts[t])
         _, feats, pos, sizes = model._prepare_backbone_features(backbone_out)
-        point_inputs = None
-        if t == 0:
-            point_inputs = {
-                "point_coords": torch.tensor([TRACK_CLICK], dtype=torch.float32),
-                "point_labels": torch.tensor([[1]], dtype=torch.int32),
-            }
+        prompts = _track_prompts(
+            mask_prompts,
+            t,
+            output_dict["non_cond_frame_outputs"].get(
+                t - 1, output_dict["cond_frame_outputs"].get(t - 1)
+            ),
+        )
         current = model.track_step(
             frame_idx=t,
             is_init_cond_frame=t == 0,
             current_vision_feats=feats,
             current_vision_pos_embeds=pos,
             feat_sizes=sizes,
-            point_inputs=point_inputs,
-            mask_inputs=None,
+            point_inputs=prompts["point_inputs"],
+            mask_inputs=prompts.get("mask_inputs"),
             output_dict=output_dict,
             num_frames=num_frames,
+            prev_sam_mask_logits=prompts.get("prev_sam_mask_logits"),
         )
         bank = "cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"
         output_dict[bank][t] = current

@@ -3,8 +3,9 @@ outputs stored in `data/model_ref_*.npz` (made by `make_reference_model.py`).
 
 Checked: the FPN features and position codes of `forward_image`, the SAM-head outputs of five
 prompt cases (`_forward_sam_heads`: point with multi-mask, point + negative and box with the
-dynamic single-mask fallback, box + point, point + mask input), and `track_step` over a short
-synthetic sequence (a click on frame 0, then frames tracked from memories and object pointers).
+dynamic single-mask fallback, box + point, point + mask input), and `track_step` over short
+synthetic sequences (tiny: a click on frame 0, then two frames tracked from memories and object
+pointers; base+: a mask input taken as output, then a correction click with earlier logits).
 References are float16 subsets, so values are compared at half precision; masks by IoU >= 0.99.
 """
 
@@ -19,6 +20,7 @@ from sam2_fixtures_util import SHARED, sam2_fixture_checkpoint
 from sam2_model_cases import (
     HEAD_CASES,
     REFERENCE_VARIANTS,
+    TRACK_MASK_PROMPTS,
     TRACK_SHIFTS,
     image_outputs,
     input_image,
@@ -100,7 +102,12 @@ def test_track_step_matches_meta(variant):
     _require_data()
     model = _model(variant)
     shifts = TRACK_SHIFTS[variant]
-    ours = track_outputs(model, shifts, backbone=lambda shift: _backbone(variant, shift))
+    ours = track_outputs(
+        model,
+        shifts,
+        backbone=lambda shift: _backbone(variant, shift),
+        mask_prompts=TRACK_MASK_PROMPTS[variant],
+    )
     ref = _reference(variant)
     for t in range(len(shifts)):
         key = f"{variant}/t{t}"
