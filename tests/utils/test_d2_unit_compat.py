@@ -314,3 +314,27 @@ def test_find_top_rpn_proposals_positional_and_non_finite_scores():
     assert out.objectness_logits.tolist() == pytest.approx([0.5, 0.2])  # the inf one dropped
     with pytest.raises(FloatingPointError):
         find_top_rpn_proposals(boxes, logits, [(10, 10)], 0.5, 10, 10, 0, True)
+
+
+def test_mask_and_keypoint_heads_initialise_like_detectron2_for_a_seed():
+    from masktron.layers import c2_msra_fill
+    from masktron.modeling.roi_heads import KRCNNConvDeconvUpsampleHead, MaskRCNNConvUpsampleHead
+
+    torch.manual_seed(5)
+    mask_head = MaskRCNNConvUpsampleHead(ShapeSpec(channels=3), num_classes=2, conv_dims=[4, 4])
+    torch.manual_seed(5)  # Detectron2's order: conv, deconv, predictor created, then initialised
+    conv, deconv = nn.Conv2d(3, 4, 3, padding=1), nn.ConvTranspose2d(4, 4, 2, stride=2)
+    nn.Conv2d(4, 2, 1)
+    c2_msra_fill(conv)
+    c2_msra_fill(deconv)
+    assert torch.equal(mask_head.mask_fcn1.weight, conv.weight)
+    assert torch.equal(mask_head.deconv.weight, deconv.weight)
+    # positional input_shape, as Detectron2's KRCNNConvDeconvUpsampleHead(input_shape, ...)
+    torch.manual_seed(5)
+    kp_head = KRCNNConvDeconvUpsampleHead(ShapeSpec(channels=3), num_keypoints=2, conv_dims=[4])
+    torch.manual_seed(5)
+    conv, score = nn.Conv2d(3, 4, 3, padding=1), nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1)
+    for layer in (conv, score):
+        nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+    assert torch.equal(kp_head.conv_fcn1.weight, conv.weight)
+    assert torch.equal(kp_head.score_lowres.weight, score.weight)

@@ -5,6 +5,8 @@ inference (`heatmaps_to_keypoints`)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -98,8 +100,8 @@ class KRCNNConvDeconvUpsampleHead(nn.Module):
 
     def __init__(
         self,
-        *,
         input_shape: ShapeSpec,
+        *,
         num_keypoints: int,
         conv_dims: list[int],
         loss_weight: float = 1.0,
@@ -115,14 +117,18 @@ class KRCNNConvDeconvUpsampleHead(nn.Module):
         self.loss_normalizer = loss_normalizer
         self.convs: list[nn.Module] = []
         for k, dim in enumerate(conv_dims):
-            conv = conv3x3_norm_relu(channels, dim)  # MSRA fill, zero bias, ReLU
+            conv = conv3x3_norm_relu(channels, dim, msra_init=False)  # 3x3 conv + ReLU
             self.add_module(f"conv_fcn{k + 1}", conv)
             self.convs.append(conv)
             channels = dim
         self.score_lowres = nn.ConvTranspose2d(channels, num_keypoints, 4, stride=2, padding=1)
-        nn.init.kaiming_normal_(self.score_lowres.weight, mode="fan_out", nonlinearity="relu")
-        assert self.score_lowres.bias is not None  # ConvTranspose2d's default bias=True
-        nn.init.constant_(self.score_lowres.bias, 0)
+        # All layers created, then initialised in order (Detectron2's: same seed, same weights):
+        # weights He-normal (fan out), biases zero.
+        for layer in [*self.convs, self.score_lowres]:
+            # the convs have no norm, so every layer has a bias
+            weight, bias = cast(torch.Tensor, layer.weight), cast(torch.Tensor, layer.bias)
+            nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(bias, 0)
         self.up_scale = 2
 
     def layers(self, x: torch.Tensor) -> torch.Tensor:

@@ -116,14 +116,16 @@ class MaskRCNNConvUpsampleHead(BaseMaskRCNNHead):
         if channels is None:
             raise ValueError("MaskRCNNConvUpsampleHead needs input_shape.channels")
         self.conv_norm_relus: list[nn.Module] = []
+        # Layers created first, then initialised, in Detectron2's order (same seed, same weights).
         for k, dim in enumerate(conv_dims[:-1]):
-            conv = conv3x3_norm_relu(channels, dim, conv_norm)
+            conv = conv3x3_norm_relu(channels, dim, conv_norm, msra_init=False)
             self.add_module(f"mask_fcn{k + 1}", conv)
             self.conv_norm_relus.append(conv)
             channels = dim
         self.deconv = nn.ConvTranspose2d(channels, conv_dims[-1], kernel_size=2, stride=2)
         self.predictor = nn.Conv2d(conv_dims[-1], num_classes, kernel_size=1)
-        c2_msra_fill(self.deconv)
+        for layer in [*self.conv_norm_relus, self.deconv]:
+            c2_msra_fill(layer)
         nn.init.normal_(self.predictor.weight, std=0.001)
         assert self.predictor.bias is not None  # nn.Conv2d's default bias=True
         nn.init.constant_(self.predictor.bias, 0)
