@@ -86,7 +86,7 @@ def _plugin(registry: Any, name: str, key: str, *args: Any, builtins: Sequence[s
 
 
 def build_resnet_backbone(cfg: CfgNode, input_shape: ShapeSpec | None = None) -> ResNet:
-    """ResNet/ResNeXt from `MODEL.RESNETS`; only the stages up to the last output are built.
+    """ResNet/ResNeXt from `MODEL.RESNETS`; the stages after the last output are dropped.
 
     `input_shape` (Detectron2's second argument) gives the input channels; by default one per
     `MODEL.PIXEL_MEAN` entry."""
@@ -115,11 +115,12 @@ def build_resnet_backbone(cfg: CfgNode, input_shape: ShapeSpec | None = None) ->
         out_channels=r.STEM_OUT_CHANNELS,
         norm=norm,
     )
-    num_stages = max(_STAGE_INDEX[f] for f in r.OUT_FEATURES)
+    # All four stages are built, then ResNet keeps those up to the last output: Detectron2's
+    # order, so a seed gives its initial weights (and the random state after the backbone).
     in_ch, out_ch = r.STEM_OUT_CHANNELS, r.RES2_OUT_CHANNELS
     bottleneck = r.NUM_GROUPS * r.WIDTH_PER_GROUP
     stages = []
-    for idx, num_blocks in enumerate(DEPTH_TO_BLOCKS[r.DEPTH][:num_stages]):
+    for idx, num_blocks in enumerate(DEPTH_TO_BLOCKS[r.DEPTH]):
         dilation = r.RES5_DILATION if idx == 3 else 1
         first_stride = 1 if idx == 0 or dilation == 2 else 2
         stages.append(

@@ -338,3 +338,22 @@ def test_mask_and_keypoint_heads_initialise_like_detectron2_for_a_seed():
         nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
     assert torch.equal(kp_head.conv_fcn1.weight, conv.weight)
     assert torch.equal(kp_head.score_lowres.weight, score.weight)
+
+
+def test_resnet_backbone_builds_every_stage_then_drops_the_unused_ones():
+    from masktron.config import get_cfg
+    from masktron.modeling.backbone import build_backbone
+
+    cfg = get_cfg()
+    cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 18, 64
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res3"]
+    torch.manual_seed(0)
+    res3 = build_backbone(cfg)
+    after_res3 = torch.rand(3)
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res5"]
+    torch.manual_seed(0)
+    res5 = build_backbone(cfg)
+    # as Detectron2's: res4 and res5 were created (the random state moved past them) and dropped
+    assert not hasattr(res3, "res4") and hasattr(res5, "res5")
+    assert torch.equal(torch.rand(3), after_res3)
+    assert torch.equal(res3.res3[0].conv1.weight, res5.res3[0].conv1.weight)
