@@ -85,6 +85,7 @@ def track_video(
         a summary: `name`, `frames`, `objects` (ids), and the output paths.
     """
     from masktron.cli.main import CommandError
+    from masktron.predictors.sam2_video_state import forget_tracked_outputs, memory_reach
 
     if not prompts:
         raise CommandError("a video needs prompts (--point, --box)")
@@ -111,8 +112,12 @@ def track_video(
     passes = [predictor.propagate_in_video(state, start_frame_idx=first)]
     if first > 0:  # the frames before the first prompt, tracked backwards
         passes.append(predictor.propagate_in_video(state, start_frame_idx=first, reverse=True))
+    reach = memory_reach(predictor.model)
     for k, results in enumerate(passes):
         for frame_idx, obj_ids, masks in results:
+            # a long video's state stays bounded: keep what the memory can still read, and the
+            # frames next to the first prompt, where the backward pass starts
+            forget_tracked_outputs(state, [frame_idx, first], reach)
             if k and frame_idx == first:
                 continue  # written by the forward pass
             writer.add(frame_idx, list(obj_ids), masks)
