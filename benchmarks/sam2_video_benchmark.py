@@ -87,9 +87,8 @@ def main() -> None:
     print(
         f"  propagation  masktron {fps['masktron']:.3f} frames/s   Meta {fps['meta']:.3f} frames/s"
     )
-    print(
-        f"  ratio {fps['masktron'] / fps['meta']:.2f}x   (goal >= 1.5x)   min mask IoU {min(ious):.4f}"
-    )
+    ratio = fps["masktron"] / fps["meta"]
+    print(f"  ratio {ratio:.2f}x   (goal >= 1.5x)   min mask IoU {min(ious):.4f}")
 
 
 if __name__ == "__main__":
