@@ -177,11 +177,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_video(args: argparse.Namespace) -> int:
-    """A video file or a frame folder: prompted objects tracked through every frame.
+    """A video file or a frame folder: prompted objects tracked through every frame, the
+    outputs written by `masktron.cli.sam2_video` (see its docstring)."""
+    from masktron.cli.sam2_video import group_prompts, track_video
+    from masktron.predictors.sam2_video import SAM2VideoPredictor
 
-    The video outputs are written by `masktron.cli.sam2_video`; its dispatch goes here.
-    """
-    raise CommandError(f"{args.input}: video input is not available in this build")
+    if args.auto:
+        args._parser.error(
+            "--auto is for images; for a video, prompt objects (--point, --box), or let a "
+            "detector find them: masktron predict VIDEO --track sam2"
+        )
+    try:
+        prompts = group_prompts(args.point, args.box)
+    except ValueError as e:
+        args._parser.error(str(e))
+    predictor = SAM2VideoPredictor(load_model(args, video=True))
+    summary = track_video(predictor, args.input, prompts, args.out, gif=args.gif, fps=args.fps)
+    print(
+        f"{len(summary['objects'])} object(s) tracked over {summary['frames']} frame(s) of "
+        f"{args.input}, written to {args.out}"
+    )
+    return 0
 
 
 def segment_image(model: Any, path: str, args: argparse.Namespace) -> None:

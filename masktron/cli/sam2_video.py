@@ -1,7 +1,7 @@
 """`masktron sam2` on a video file or a folder of frames: track prompted objects, write results.
 
-Prompts become objects (ids from 1, in the order given): every box is one object, every
-positive point (label 1) is one object, and a negative point (label 0) belongs to the last
+Prompts become objects (ids from 1: the boxes in the order given, then the positive points):
+every box is one object, every positive point (label 1) is one object, and a negative point (label 0) belongs to the last
 object prompted on the same frame. A prompt's frame defaults to 0. Tracking runs forward from
 the earliest prompted frame to the end, then backward from it to frame 0.
 

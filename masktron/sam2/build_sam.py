@@ -8,6 +8,7 @@ from masktron.models.sam2.build import (
     build_sam2_hiera_tiny,
     build_sam2_video_model,
 )
+from masktron.predictors.sam2_video import build_sam2_video_predictor
 
 __all__ = [
     "build_sam2",
@@ -16,4 +17,5 @@ __all__ = [
     "build_sam2_hiera_small",
     "build_sam2_hiera_tiny",
     "build_sam2_video_model",
+    "build_sam2_video_predictor",
 ]
