@@ -120,6 +120,7 @@ class SAM2VideoPredictor(PromptEditing):
         storage = torch.device("cpu") if offload_state_to_cpu else device
         state = new_state(frames, device=device, storage_device=storage, offload_video=True)
         state["offload_video_to_cpu"] = offload_video_to_cpu
+        state["offload_state_to_cpu"] = offload_state_to_cpu
         self._runner.image_features(state, 0, 1)  # the first frame: most prompts land there
         return state
 

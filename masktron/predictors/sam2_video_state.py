@@ -36,7 +36,7 @@ def new_state(
         "images": frames,
         "num_frames": len(frames),
         "offload_video_to_cpu": offload_video,
-        "offload_state_to_cpu": storage_device.type == "cpu" and device.type != "cpu",
+        "offload_state_to_cpu": storage_device != device,
         "video_height": frames.video_height,
         "video_width": frames.video_width,
         "device": device,
