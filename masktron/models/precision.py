@@ -34,17 +34,21 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 _CAST_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.GroupNorm, nn.LayerNorm)
 
 
-def precision_dtype(precision: str, device: torch.device | str) -> torch.dtype:
+def precision_dtype(
+    precision: str, device: torch.device | str, *, setting: str = "MODEL.PRECISION"
+) -> torch.dtype:
     """The dtype for a `MODEL.PRECISION` value, checked against the device.
+
+    `setting` names the option in error messages (e.g. "--precision" for the SAM CLI).
 
     Raises:
         ValueError: for an unknown name, or "fp16" on a CPU (its kernels there are slow and
             partial; use "bf16").
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"MODEL.PRECISION must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        raise ValueError(f"{setting} must be one of {sorted(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and torch.device(device).type == "cpu":
-        raise ValueError('MODEL.PRECISION "fp16" needs a CUDA device; use "bf16" on CPUs')
+        raise ValueError(f'{setting} "fp16" needs a CUDA device; use "bf16" on CPUs')
     return PRECISIONS[precision]
 
 

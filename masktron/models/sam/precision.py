@@ -59,7 +59,7 @@ def set_sam_precision(model: Sam, precision: str) -> Sam:
     Returns:
         `model`.
     """
-    dtype = precision_dtype(precision, model.device)
+    dtype = precision_dtype(precision, model.device, setting="SAM precision")
     if dtype == torch.float32:
         return model
     if model.training:

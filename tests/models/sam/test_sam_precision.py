@@ -98,7 +98,7 @@ def test_conversion_is_once_fp32_elsewhere_and_checked():
     assert all(p.dtype == torch.float32 for p in model.parameters())
     with pytest.raises(ValueError, match="needs a CUDA device"):
         set_sam_precision(model, "fp16")
-    with pytest.raises(ValueError, match="MODEL.PRECISION must be one of"):
+    with pytest.raises(ValueError, match="SAM precision must be one of"):
         set_sam_precision(model, "int8")
     set_sam_precision(model, "bf16")
     assert model.inference_precision == "bf16"
