@@ -12,6 +12,7 @@ import ast
 import builtins
 import contextlib
 import dataclasses
+import importlib
 import inspect
 import os
 import types
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.nodes import ValueNode
 
 from masktron.utils.file_io import atomic_open
 from masktron.utils.registry import _convert_target_to_string, locate
@@ -102,6 +104,8 @@ def _plain_value(value: Any) -> Any:
     becomes the call that finds it again, `{_target_: masktron.utils.registry.locate, name:
     <dotted name>}`, so `instantiate` passes the same object; other values are unchanged (an
     object YAML cannot hold makes `save` fail with a clear message)."""
+    if isinstance(value, tuple):  # omegaconf 2.4 keeps a tuple as one value; YAML has lists
+        return [_plain_value(v) for v in value]
     if not (isinstance(value, type) or inspect.isfunction(value) or inspect.isbuiltin(value)):
         return value
     name = _convert_target_to_string(value)
@@ -112,6 +116,18 @@ def _plain_value(value: Any) -> Any:
     if found is not value:
         return value
     return {"_target_": _convert_target_to_string(locate), "name": name}
+
+
+# omegaconf >= 2.4 keeps tuples as TupleConfig (not a ListConfig); YAML writes both as lists.
+def _sequence_configs() -> tuple[type, ...]:
+    try:
+        tuple_config = importlib.import_module("omegaconf.tupleconfig").TupleConfig
+    except (ImportError, AttributeError):  # omegaconf < 2.4
+        return (ListConfig,)
+    return (ListConfig, tuple_config)
+
+
+_SEQUENCE_CONFIGS = _sequence_configs()
 
 
 def _to_plain(node: Any) -> Any:
@@ -125,18 +141,26 @@ def _to_plain(node: Any) -> Any:
             out["_target_"] = _convert_target_to_string(node_type)  # type: ignore[arg-type]
         for key in node.keys():
             child = node._get_node(key)
-            if isinstance(child, (DictConfig, ListConfig)):
+            if isinstance(child, (DictConfig, *_SEQUENCE_CONFIGS)):
                 out[str(key)] = _to_plain(child)
                 continue
-            value = child._value()  # type: ignore[union-attr]
+            value = _unwrap(child)
             if key == "_target_" and callable(value):
                 out[str(key)] = _convert_target_to_string(value)
             else:
                 out[str(key)] = _plain_value(value)
         return out
-    if isinstance(node, ListConfig):
-        return [_to_plain(node._get_node(i)) for i in range(len(node))]
-    return _plain_value(node._value() if hasattr(node, "_value") else node)
+    if isinstance(node, _SEQUENCE_CONFIGS):
+        items: Any = node
+        return [_to_plain(items._get_node(i)) for i in range(len(items))]
+    return _plain_value(_unwrap(node))
+
+
+def _unwrap(node: Any) -> Any:
+    """A value node's value; omegaconf 2.4 can wrap a list item's value node in another one."""
+    while isinstance(node, ValueNode):
+        node = node._value()
+    return node
 
 
 def _parse_value(text: str) -> Any:

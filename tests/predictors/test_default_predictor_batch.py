@@ -47,12 +47,16 @@ def test_predict_batch_equals_single_calls_on_images_of_different_sizes(predicto
         a, b = one["instances"], many["instances"]
         assert len(a) > 0 and len(a) == len(b)
         assert a.image_size == b.image_size == image.shape[:2]
-        # batched convolutions round differently: 0.01 px here, 100 px when padding differed
-        torch.testing.assert_close(b.pred_boxes.tensor, a.pred_boxes.tensor, atol=0.02, rtol=0)
-        torch.testing.assert_close(b.scores, a.scores, atol=1e-4, rtol=0)
+        # batched convolutions round differently: 0.01-0.07 px seen (by thread count), against
+        # 100 px when padding differed
+        torch.testing.assert_close(b.pred_boxes.tensor, a.pred_boxes.tensor, atol=0.25, rtol=0)
+        torch.testing.assert_close(b.scores, a.scores, atol=1e-3, rtol=0)
         assert torch.equal(b.pred_classes, a.pred_classes)
         differing = (a.pred_masks != b.pred_masks).float().mean().item()
-        assert differing < 1e-4  # a pixel may flip where a mask probability is 0.5 +- 1e-6
+        # the random tiny model's mask probabilities crowd around 0.5, so rounding flips some
+        # pixels (up to 0.17% seen, by thread count); a mask pasted at a shifted box differs in
+        # far more
+        assert differing < 0.01
 
 
 def test_predict_batch_of_one_and_of_none(predictor, images, singles):
