@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -33,3 +35,28 @@ class Backbone(nn.Module):
             )
             for name in self._out_features
         }
+
+
+def stem_then_stages(backbone: Any, x: torch.Tensor, kind: str) -> dict[str, torch.Tensor]:
+    """The forward of a stem-and-stages backbone (ResNet, RegNet).
+
+    Runs `backbone.stem`, then each module named in `backbone.stage_names` in order, and keeps
+    the outputs named in `backbone._out_features` ("stem" or a stage name).
+
+    Args:
+        x: (N, C, H, W) images; any other rank is refused, naming `kind`.
+
+    Returns:
+        {name: (N, C_name, H / stride, W / stride)} for each requested output.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"{kind} takes (N, C, H, W) inputs, got {tuple(x.shape)}")
+    outputs = {}
+    x = backbone.stem(x)
+    if "stem" in backbone._out_features:
+        outputs["stem"] = x
+    for name in backbone.stage_names:
+        x = getattr(backbone, name)(x)
+        if name in backbone._out_features:
+            outputs[name] = x
+    return outputs

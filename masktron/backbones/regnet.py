@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from masktron.backbones.backbone import Backbone
+from masktron.backbones.backbone import Backbone, stem_then_stages
 from masktron.backbones.resnet import NormFactory, _Block, _norm_factory
 
 __all__ = [
@@ -293,17 +293,7 @@ class AnyNet(Backbone):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, 3, H, W) -> {name: (N, C, H / stride, W / stride)} for `out_features`."""
-        if x.dim() != 4:
-            raise ValueError(f"RegNet takes (N, C, H, W) inputs, got {tuple(x.shape)}")
-        outputs = {}
-        x = self.stem(x)
-        if "stem" in self._out_features:
-            outputs["stem"] = x
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
-            if name in self._out_features:
-                outputs[name] = x
-        return outputs
+        return stem_then_stages(self, x, "RegNet")
 
 
 def regnet_widths_and_depths(

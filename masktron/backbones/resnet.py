@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from masktron.backbones.backbone import Backbone
+from masktron.backbones.backbone import Backbone, stem_then_stages
 from masktron.layers import Conv2d, FrozenBatchNorm2d, c2_msra_fill, get_norm
 
 NormFactory = Callable[[int], "nn.Module | None"]
@@ -277,17 +277,7 @@ class ResNet(Backbone):
         return self
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if x.dim() != 4:
-            raise ValueError(f"ResNet takes (N, C, H, W) inputs, got {tuple(x.shape)}")
-        outputs = {}
-        x = self.stem(x)
-        if "stem" in self._out_features:
-            outputs["stem"] = x
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
-            if name in self._out_features:
-                outputs[name] = x
-        return outputs
+        return stem_then_stages(self, x, "ResNet")
 
 
 def make_stage(
