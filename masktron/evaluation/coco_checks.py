@@ -15,7 +15,7 @@ import math
 import numbers
 import operator
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,31 +95,57 @@ def box_array(boxes: Sequence[Any]) -> np.ndarray | None:
     return array
 
 
-def _check_images_and_categories(dataset: Mapping, source: str) -> tuple[set, set]:
+def _image_sizes_at_once(images: list) -> dict[Any, tuple[int, int]] | None:
+    """id -> (height, width) when every image is a dict with a unique id and positive int
+    sizes (checked at once), else None (then `_check_images_and_categories` says which)."""
+    try:
+        ids, heights, widths = columns(images, ("id", "height", "width"))
+        sizes = dict(zip(ids, zip(heights, widths)))
+    except (KeyError, TypeError):  # a missing key, an unhashable id, an image not a dict
+        return None
+    if len(sizes) != len(ids) or not set(map(type, heights)) | set(map(type, widths)) <= {int}:
+        return None
+    if images and (min(heights) <= 0 or min(widths) <= 0):
+        return None
+    return sizes
+
+
+def _check_new_id(value: Any, seen: Container, where: str, what: str) -> None:
+    """A ValueError if `value` is in `seen` or cannot be an id (a list, a dict)."""
+    try:
+        again = value in seen
+    except TypeError:
+        raise ValueError(f"{where}: {what} must be a number or a string, got {value!r}") from None
+    if again:
+        raise ValueError(f"{where}: {what} {value!r} appears twice")
+
+
+def _check_images_and_categories(dataset: Mapping, source: str) -> tuple[dict, set]:
+    """The images' id -> (height, width) and the category ids, checked."""
     for key in ("images", "categories"):
         if not isinstance(dataset.get(key), list):
             raise ValueError(f"{source}: missing the list {key!r} of a COCO ground truth")
-    image_ids: set[Any] = set()
-    for i, image in enumerate(dataset["images"]):
-        where = f"{source}: images[{i}]"
-        if not isinstance(image, Mapping) or "id" not in image:
-            raise ValueError(f"{where}: an image needs an 'id'")
-        for key in ("height", "width"):
-            if not isinstance(image.get(key), int) or image[key] <= 0:
-                raise ValueError(
-                    f"{where} (id {image['id']!r}): {key!r} must be a positive integer"
-                )
-        if image["id"] in image_ids:
-            raise ValueError(f"{where}: image id {image['id']!r} appears twice")
-        image_ids.add(image["id"])
+    image_sizes = _image_sizes_at_once(dataset["images"])
+    if image_sizes is None:
+        image_sizes = {}
+        for i, image in enumerate(dataset["images"]):
+            where = f"{source}: images[{i}]"
+            if not isinstance(image, Mapping) or "id" not in image:
+                raise ValueError(f"{where}: an image needs an 'id'")
+            for key in ("height", "width"):
+                if not isinstance(image.get(key), int) or image[key] <= 0:
+                    raise ValueError(
+                        f"{where} (id {image['id']!r}): {key!r} must be a positive integer"
+                    )
+            _check_new_id(image["id"], image_sizes, where, "image id")
+            image_sizes[image["id"]] = (image["height"], image["width"])
     cat_ids: set[Any] = set()
     for i, cat in enumerate(dataset["categories"]):
         if not isinstance(cat, Mapping) or "id" not in cat or "name" not in cat:
             raise ValueError(f"{source}: categories[{i}] needs an 'id' and a 'name'")
-        if cat["id"] in cat_ids:
-            raise ValueError(f"{source}: category id {cat['id']!r} appears twice")
+        _check_new_id(cat["id"], cat_ids, f"{source}: categories[{i}]", "category id")
         cat_ids.add(cat["id"])
-    return image_ids, cat_ids
+    return image_sizes, cat_ids
 
 
 @dataclass
@@ -141,7 +167,7 @@ class AnnotationColumns:
     iscrowd: np.ndarray
 
 
-def _fast_columns(annotations: list, image_ids: set, cat_ids: set) -> AnnotationColumns | None:
+def _fast_columns(annotations: list, image_ids: Set, cat_ids: set) -> AnnotationColumns | None:
     """The fast check of every annotation at once; None means: look one by one."""
     if not annotations:
         return _columns_of(annotations)
@@ -164,11 +190,12 @@ def _fast_columns(annotations: list, image_ids: set, cat_ids: set) -> Annotation
     return AnnotationColumns(ids, images, cats, box_columns.reshape(-1, 4), area_array, crowd)
 
 
-def check_gt_dataset(dataset: Any, source: str) -> AnnotationColumns:
+def check_gt_dataset(dataset: Any, source: str) -> tuple[AnnotationColumns, dict]:
     """Check a COCO instances ground-truth dict (`images`, `categories`, `annotations`).
 
     Returns:
-        The annotations as columns (empty without annotations).
+        The annotations as columns (empty without annotations), and each image's id ->
+        (height, width).
 
     Raises:
         ValueError: naming `source`, the entry and the field at fault.
@@ -177,13 +204,14 @@ def check_gt_dataset(dataset: Any, source: str) -> AnnotationColumns:
         raise ValueError(
             f"{source}: a COCO ground truth is a JSON object, got {type(dataset).__name__}"
         )
-    image_ids, cat_ids = _check_images_and_categories(dataset, source)
+    image_sizes, cat_ids = _check_images_and_categories(dataset, source)
+    image_ids = image_sizes.keys()
     annotations = dataset.get("annotations", [])
     if not isinstance(annotations, list):
         raise ValueError(f"{source}: 'annotations' must be a list")
     columns = _fast_columns(annotations, image_ids, cat_ids)
     if columns is not None:
-        return columns
+        return columns, image_sizes
     ann_ids = set()
     for i, ann in enumerate(annotations):
         where = f"{source}: annotations[{i}]"
@@ -204,7 +232,7 @@ def check_gt_dataset(dataset: Any, source: str) -> AnnotationColumns:
             raise ValueError(f"{where}: 'area' must be a finite number, got {ann['area']!r}")
         if ann.get("iscrowd", 0) not in (0, 1):
             raise ValueError(f"{where}: 'iscrowd' must be 0 or 1, got {ann['iscrowd']!r}")
-    return _columns_of(annotations)  # all is well after all (numbers of other types, say)
+    return _columns_of(annotations), image_sizes  # all is well after all (other number types)
 
 
 def _columns_of(annotations: list) -> AnnotationColumns:
@@ -253,8 +281,13 @@ def _polygon_set_ok(polygons: Any) -> bool:
 _SEGMENTATION = operator.itemgetter("segmentation")
 
 
-def check_gt_segmentations(dataset: Mapping, source: str) -> list[Any]:
+def check_gt_segmentations(
+    dataset: Mapping, source: str, image_sizes: Mapping[Any, tuple[int, int]] | None = None
+) -> list[Any]:
     """Check that every annotation has a usable `segmentation` (needed for mask AP).
+
+    `image_sizes` (image id -> (height, width)) saves a pass over the images when the caller
+    has them.
 
     Returns:
         The N segmentations (the annotations' own objects: read them, never modify them).
@@ -278,7 +311,9 @@ def check_gt_segmentations(dataset: Mapping, source: str) -> list[Any]:
                 )
     if all_polygons:
         return segms
-    sizes = {image["id"]: (image["height"], image["width"]) for image in dataset["images"]}
+    sizes = image_sizes
+    if sizes is None:
+        sizes = {image["id"]: (image["height"], image["width"]) for image in dataset["images"]}
     compressed, compressed_sizes, where = [], [], []
     uncompressed, uncompressed_where = [], []
     for i, segm in enumerate(segms):

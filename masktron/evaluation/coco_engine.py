@@ -49,11 +49,10 @@ class CocoGroundTruth:
     """
 
     def __init__(self, dataset: dict[str, Any], source: str = "ground truth"):
-        self._columns = check_gt_dataset(dataset, source)
+        self._columns, self.image_sizes = check_gt_dataset(dataset, source)
         self._segmentations: list[Any] | None = None
         self.dataset = dataset
         self.source = source
-        self.image_sizes = {im["id"]: (im["height"], im["width"]) for im in dataset["images"]}
         self.cat_ids = sorted((c["id"] for c in dataset["categories"]), key=_sort_key)
         self.cat_names = {c["id"]: str(c["name"]) for c in dataset["categories"]}
         self.has_annotations = "annotations" in dataset
@@ -61,7 +60,7 @@ class CocoGroundTruth:
         self._checked: set[str] = set()
         # hotcoco takes non-negative integer ids only, pycocotools numeric annotation ids:
         # other ids are renumbered for the engines
-        self.image_map = _int_id_map([im["id"] for im in dataset["images"]])
+        self.image_map = _int_id_map(list(self.image_sizes))
         self.cat_map = _int_id_map([c["id"] for c in dataset["categories"]])
 
     @classmethod
@@ -86,7 +85,9 @@ class CocoGroundTruth:
         if iou_type in self._checked:
             return
         if iou_type == "segm":
-            self._segmentations = check_gt_segmentations(self.dataset, self.source)
+            self._segmentations = check_gt_segmentations(
+                self.dataset, self.source, self.image_sizes
+            )
         elif iou_type == "keypoints":
             if not self.num_keypoints:
                 raise ValueError(f"{self.source}: no annotation has 'keypoints' (keypoint AP)")

@@ -144,6 +144,35 @@ def test_bad_files(tmp_path, val):
         coco_evaluate(test_set, [], "bbox")
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda im: im.pop("id"), r"images\[4\]: an image needs an 'id'"),
+        (lambda im: im.update(height=0), r"images\[4\] \(id .*\): 'height' must be a positive"),
+        (lambda im: im.update(width=640.0), r"images\[4\] \(id .*\): 'width' must be a positive"),
+        (lambda im: im.pop("width"), r"'width' must be a positive integer"),
+        (
+            lambda im: im.update(id=[1]),
+            r"images\[4\]: image id must be a number or a string, got \[1\]",
+        ),
+    ],
+)
+def test_bad_ground_truth_images(val, change, message):
+    """The images are checked at once; a fault is then found one by one and named."""
+    gt = json.loads(json.dumps(val[1]))
+    change(gt["images"][4])
+    with pytest.raises(ValueError, match=message):
+        coco_evaluate(gt, [], "bbox")
+    twice = json.loads(json.dumps(val[1]))
+    twice["images"][4]["id"] = twice["images"][1]["id"]
+    with pytest.raises(ValueError, match=r"images\[4\]: image id .* appears twice"):
+        coco_evaluate(twice, [], "bbox")
+    bad_category = json.loads(json.dumps(val[1]))
+    bad_category["categories"][2]["id"] = {"id": 3}
+    with pytest.raises(ValueError, match=r"categories\[2\]: category id must be a number"):
+        coco_evaluate(bad_category, [], "bbox")
+
+
 def _compressed(segmentation: dict) -> dict:
     rle = mask_util.frPyObjects(segmentation, *segmentation["size"])
     return {"size": rle["size"], "counts": rle["counts"].decode()}
