@@ -25,6 +25,12 @@ _Features = dict[str, Any]
 _HF_SIZES = {"tiny": "t", "small": "s", "base-plus": "b+", "large": "l"}
 
 
+def _encoder_layout(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) features laid out in memory as the encoder returns them, (h, w, B, C), so
+    that cached embeddings give the decoder bit-identical results to a fresh encode."""
+    return features.permute(2, 3, 0, 1).contiguous().permute(2, 3, 0, 1)  # (B, C, h, w) view
+
+
 class SAM2ImagePredictor:
     """Repeated mask prediction on one image (or a batch of images) with a SAM 2 model.
 
@@ -140,9 +146,9 @@ class SAM2ImagePredictor:
                 self._cache.move_to_end(k)
             parts = [self._cache[k][0] for k in keys]
             self._features = {
-                "image_embed": torch.cat([p["image_embed"] for p in parts]),
+                "image_embed": _encoder_layout(torch.cat([p["image_embed"] for p in parts])),
                 "high_res_feats": [
-                    torch.cat([p["high_res_feats"][level] for p in parts])
+                    _encoder_layout(torch.cat([p["high_res_feats"][level] for p in parts]))
                     for level in range(len(parts[0]["high_res_feats"]))
                 ],
             }
