@@ -279,6 +279,10 @@ class ModelConfig:
     # (backbone and heads' hidden layers in bfloat16, the rest fp32; docs/speed.md) or "fp16"
     # (CUDA only). Opt-in: "fp32" gives the exact float32 outputs.
     PRECISION: str = "fp32"
+    # masktron: DefaultPredictor / `masktron predict` run convolutions channels-last (NHWC),
+    # faster on CPUs (oneDNN) and GPUs (tensor cores); outputs move by float32 rounding only
+    # (masktron.models.channels_last, docs/speed.md). False keeps the (N, C, H, W) layout.
+    CHANNELS_LAST: bool = True
 
 
 @dataclass

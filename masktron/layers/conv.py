@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from masktron.layers.frozen_bn import FrozenBatchNorm2d
+from masktron.layers.fused_conv import conv2d_relu
 
 
 class Conv2d(nn.Conv2d):
@@ -33,7 +34,8 @@ class Conv2d(nn.Conv2d):
         self.norm = norm
         self.activation = activation
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _folded(self) -> tuple[torch.Tensor, torch.Tensor | None, nn.Module | None]:
+        """The weight and bias to convolve with, and the norm still to apply after it."""
         weight, bias, norm = self.weight, self.bias, self.norm
         if isinstance(norm, FrozenBatchNorm2d):
             # A frozen norm is an affine map per output channel: fold it into the conv's weight
@@ -42,12 +44,28 @@ class Conv2d(nn.Conv2d):
             weight = weight * scale.reshape(-1, 1, 1, 1).to(weight.dtype)  # (C,) -> (C, 1, 1, 1)
             bias = shift if bias is None else bias * scale + shift
             bias, norm = bias.to(weight.dtype), None
+        return weight, bias, norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias, norm = self._folded()
+        if norm is None and self.activation is F.relu:
+            return conv2d_relu(self, x, weight, bias)  # one oneDNN call on CPUs
         x = F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
         if norm is not None:
             x = norm(x)
         if self.activation is not None:
             x = self.activation(x)
         return x
+
+    def forward_relu(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """`relu_(self(x) + residual)` (`residual` optional): the convolution, its norm, the
+        sum and the ReLU in one oneDNN call where the norm folds into the weights and no
+        activation of its own follows (`masktron.layers.fused_conv`); same outputs."""
+        weight, bias, norm = self._folded()
+        if norm is None and self.activation is None:
+            return conv2d_relu(self, x, weight, bias, residual)
+        out = self(x)
+        return F.relu_(out if residual is None else out + residual)
 
 
 def _weight_and_bias(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -12,6 +12,7 @@ from masktron.config.rules import validate as validate_config
 from masktron.data import transforms as T
 from masktron.data.catalog import MetadataCatalog
 from masktron.models.build import build_model
+from masktron.models.channels_last import set_channels_last
 from masktron.models.precision import precision_dtype, set_inference_precision
 from masktron.utils.env import set_float32_precision
 
@@ -48,6 +49,8 @@ class DefaultPredictor:
             DetectionCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
         # After loading, so the low-precision weights are rounded once from the file's.
         set_inference_precision(self.model, self.cfg.MODEL.PRECISION)
+        if self.cfg.MODEL.CHANNELS_LAST:
+            set_channels_last(self.model)
         size = self.cfg.INPUT.MIN_SIZE_TEST
         self.aug = T.ResizeShortestEdge([size, size], self.cfg.INPUT.MAX_SIZE_TEST)
         self.input_format = self.cfg.INPUT.FORMAT

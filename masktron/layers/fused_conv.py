@@ -1,0 +1,111 @@
+"""Convolution, bias, ReLU (and a residual sum) in one oneDNN call, for CPU inference.
+
+PyTorch's eager `F.relu_(F.conv2d(x, w, b))` makes a second pass over the convolution's output
+for the ReLU (and a third for a residual `+`), which on a CPU costs about a tenth of a ResNet's
+time: the maps are large and the passes are memory-bound. oneDNN applies such element-wise
+steps to each output tile while it is still in cache ("post-ops"). PyTorch exposes that as
+`torch.ops.mkldnn._convolution_pointwise`, a plain operator of every CPU build (no compilation;
+it is what `torch.compile` emits for the same pattern on CPUs).
+
+The fused call computes the same float32 (or bfloat16) convolution and then the same ReLU and
+sum, so its outputs equal the unfused ones bit for bit (checked in
+`tests/layers/test_fused_conv.py`). It is used only where it applies: no autograd (inference
+mode or `torch.no_grad`), a CPU tensor of float32/bfloat16 matching the weight, zero padding,
+oneDNN enabled (`torch.backends.mkldnn.enabled`), and not while tracing or compiling (exports
+and `torch.compile` see the plain operators). Everywhere else the unfused operators run.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_FUSABLE_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def _pointwise_op() -> object | None:
+    """The oneDNN fused operator, or None in a build without it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+
+
+_OP = _pointwise_op()
+
+
+def can_fuse(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether `conv` (with `weight`, e.g. its folded weight) on `x` can run fused."""
+    if (
+        _OP is None
+        or torch.is_grad_enabled()
+        or not torch.backends.mkldnn.enabled
+        or torch.jit.is_scripting()
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    ):
+        return False
+    return (
+        x.device.type == "cpu"
+        and x.dim() == 4
+        and x.numel() > 0
+        and x.dtype in _FUSABLE_DTYPES
+        and weight.dtype == x.dtype
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and _eager_uses_onednn(conv, x, weight)
+    )
+
+
+def _eager_uses_onednn(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether eager `F.conv2d` runs this float32 convolution through oneDNN too (PyTorch's
+    `use_mkldnn` rule in aten/src/ATen/native/Convolution.cpp). Small single-image maps go
+    to its native kernel, whose sums round differently; those stay unfused so the outputs
+    stay bit-identical. bfloat16 convolutions always take oneDNN."""
+    if x.dtype != torch.float32:
+        return True
+    kh, kw = weight.shape[-2:]
+    strided_or_dilated = any(s != 1 for s in conv.stride) or any(d != 1 for d in conv.dilation)
+    if not (
+        strided_or_dilated or x.shape[0] >= 16 or (kh, kw) != (1, 1) or torch.get_num_threads() > 1
+    ):
+        return False
+    return conv.groups > 1 or (kh > 3 and kw > 3) or x.shape[0] > 1 or x.numel() > 20480
+
+
+def conv2d_relu(
+    conv: nn.Conv2d,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`relu(conv2d(x, weight, bias) + residual)` with `conv`'s stride, padding, dilation and
+    groups; one oneDNN call where `can_fuse` allows, else the plain operators.
+
+    Args:
+        conv: the layer whose geometry is used (its own weight is not read).
+        x: (N, C_in, H, W) input.
+        weight, bias: (C_out, C_in / groups, kh, kw) and (C_out,) or None.
+        residual: optional (N, C_out, H', W') added before the ReLU (a ResNet shortcut).
+
+    Returns:
+        (N, C_out, H', W'), in `x`'s dtype.
+    """
+    stride, padding, dilation = conv.stride, conv.padding, conv.dilation
+    # The sum's fusion is float32 only: for bfloat16 PyTorch's fallback inside the operator
+    # (`add_relu`) has no kernel.
+    fused_sum = residual is None or (residual.dtype == x.dtype == torch.float32)
+    if fused_sum and can_fuse(conv, x, weight):
+        op = torch.ops.mkldnn._convolution_pointwise
+        if residual is None:
+            return op(x, weight, bias, padding, stride, dilation, conv.groups, "relu", [], "")
+        return op.binary(
+            x, residual, weight, bias, padding, stride, dilation, conv.groups,
+            "add", None, "relu", [], "",
+        )  # fmt: skip
+    out = F.conv2d(x, weight, bias, stride, padding, dilation, conv.groups)
+    if residual is not None:
+        out = out + residual
+    return F.relu_(out)

@@ -1,0 +1,130 @@
+"""Fused convolution + ReLU (+ residual) for CPU inference equals the unfused operators bit for
+bit, runs only where it applies, and `MODEL.CHANNELS_LAST` converts only the layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from rcnn_tiny import tiny_cfg
+from torch.nn import functional as F
+
+from masktron.backbones.resnet import BasicStem, ResNet
+from masktron.engine import DefaultPredictor
+from masktron.layers import Conv2d, FrozenBatchNorm2d
+from masktron.layers.fused_conv import can_fuse
+from masktron.models.channels_last import set_channels_last
+
+needs_mkldnn = pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN"
+)
+
+
+def _conv(activation=None, stride=1, norm=True) -> Conv2d:
+    torch.manual_seed(0)
+    conv = Conv2d(8, 16, 3, stride=stride, padding=1, bias=not norm, activation=activation)
+    if norm:
+        conv.norm = FrozenBatchNorm2d(16)
+        conv.norm.running_var.uniform_(0.5, 2.0)
+        conv.norm.running_mean.normal_()
+        conv.norm.weight.normal_()
+    return conv.eval()
+
+
+@needs_mkldnn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_conv_relu_and_residual_equal_unfused_bit_for_bit(dtype, channels_last):
+    conv = _conv(stride=2).to(dtype)
+    x = torch.randn(2, 8, 13, 17).to(dtype)
+    residual = torch.randn(2, 16, 7, 9).to(dtype)
+    if channels_last:
+        set_channels_last(conv)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.enable_grad():  # autograd on: the plain operators
+        plain = F.relu_(conv(x))
+        plain_sum = F.relu_(conv(x) + residual)
+    with torch.inference_mode():
+        assert can_fuse(conv, x, conv.weight)
+        fused = conv.forward_relu(x)
+        fused_sum = conv.forward_relu(x, residual)
+    assert torch.equal(fused, plain.detach())
+    assert torch.equal(fused_sum, plain_sum.detach())
+    assert fused.dtype == dtype
+
+
+@needs_mkldnn
+def test_conv_with_relu_activation_fuses_in_forward_with_the_same_outputs():
+    conv = _conv(activation=F.relu, norm=False)
+    x = torch.randn(3, 8, 10, 10)
+    expected = F.relu(F.conv2d(x, conv.weight, conv.bias, padding=1))
+    with torch.no_grad():
+        assert torch.equal(conv(x), expected)
+
+
+def test_fusion_stays_off_with_autograd_tracing_or_other_dtypes():
+    conv = _conv()
+    x = torch.randn(1, 8, 6, 6)
+    assert not can_fuse(conv, x, conv.weight)  # grad enabled: training keeps plain ops
+    with torch.no_grad():
+        assert not can_fuse(conv, x.double(), conv.weight.double())
+        assert not can_fuse(conv, x[:0], conv.weight)  # no RoIs: an empty batch
+    # Traced graphs keep portable operators (exports and torch.compile likewise).
+    with torch.no_grad(), pytest.warns(FutureWarning):
+        traced = torch.jit.trace(_ConvRelu(conv), x)
+    assert "mkldnn" not in str(traced.graph)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), conv.forward_relu(x))
+
+
+class _ConvRelu(torch.nn.Module):
+    def __init__(self, conv: Conv2d):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv.forward_relu(x)
+
+
+def test_unfolded_norms_keep_their_own_pass():
+    conv = Conv2d(4, 8, 1, bias=False, norm=torch.nn.GroupNorm(2, 8))
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        assert torch.equal(conv.forward_relu(x), F.relu(conv.norm(F.conv2d(x, conv.weight))))
+
+
+def test_resnet_blocks_give_the_same_features_fused():
+    torch.manual_seed(1)
+    net = ResNet(
+        BasicStem(norm="FrozenBN"),
+        ResNet.make_default_stages(18, norm="FrozenBN")[:2],
+        out_features=["res2", "res3"],
+    ).eval()
+    x = torch.randn(1, 3, 40, 56)
+    with torch.enable_grad():
+        plain = net(x)
+    with torch.inference_mode():
+        fused = net(x)
+    assert all(torch.equal(fused[k], plain[k].detach()) for k in plain)
+
+
+def test_channels_last_switch_changes_the_layout_only():
+    cfg = tiny_cfg("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml")
+    assert cfg.MODEL.CHANNELS_LAST  # on by default: every parity test passes with it
+    cfg.MODEL.CHANNELS_LAST = False
+    torch.manual_seed(0)
+    plain = DefaultPredictor(cfg)
+    cfg.MODEL.CHANNELS_LAST = True
+    torch.manual_seed(0)
+    nhwc = DefaultPredictor(cfg)
+    stem = "backbone.bottom_up.stem.conv1.weight"
+    plain_state, nhwc_state = plain.model.state_dict(), nhwc.model.state_dict()
+    assert plain_state[stem].is_contiguous()
+    assert nhwc_state[stem].is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.equal(plain_state[k], nhwc_state[k]) for k in plain_state)
+    image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.inference_mode():
+        a = plain.model.backbone(image)
+        b = nhwc.model.backbone(image)
+    assert b["p2"].is_contiguous(memory_format=torch.channels_last)
+    for name in a:  # float32 rounding apart (random tiny weights amplify it downstream)
+        assert (b[name] - a[name]).abs().max() <= 1e-5 * a[name].abs().max(), name
