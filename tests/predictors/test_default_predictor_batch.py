@@ -63,10 +63,10 @@ def test_predict_batch_equals_single_calls_on_images_of_different_sizes(predicto
         a, b = one["instances"], many["instances"]
         assert len(a) >= 10 and len(a) == len(b)
         assert a.image_size == b.image_size == image.shape[:2]
-        # batched convolutions round differently (3e-5 px and 1e-6 seen), against the 100 px
-        # a padding error gives
+        # batched convolutions round differently (3e-5 px and 1e-6 seen; with MODEL.CHANNELS_LAST,
+        # the default, 2.4e-4 px and 1.04e-5), against the 100 px a padding error gives
         torch.testing.assert_close(b.pred_boxes.tensor, a.pred_boxes.tensor, atol=1e-3, rtol=0)
-        torch.testing.assert_close(b.scores, a.scores, atol=1e-5, rtol=0)
+        torch.testing.assert_close(b.scores, a.scores, atol=5e-5, rtol=0)
         assert torch.equal(b.pred_classes, a.pred_classes)
         differing = (a.pred_masks != b.pred_masks).float().mean().item()
         assert differing < 1e-4  # (none seen)
