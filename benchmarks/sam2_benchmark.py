@@ -9,8 +9,10 @@ Both models load the parity-fixture checkpoint of the variant (`tests/sam2_fixtu
 the shared weight rule over Meta's tensor names, written as Meta's `{"model": state_dict}`), or
 `--checkpoint` (a real Meta `.pt`). Timed, the two implementations alternating in this process so
 that machine load hits both alike: `forward_image` on a 1024x1024 image (trunk, neck, and the
-decoder's high-resolution projections), the work of `set_image` and of every video frame. The
-outputs are compared too, so a speed-up never hides a different result.
+decoder's high-resolution projections), the work of `set_image` and of every video frame, for
+Meta's model in float32 and masktron's in float32 and in bf16 (`set_sam2_precision`). The
+outputs are compared too, so a speed-up never hides a different result: the features' largest
+difference to Meta's (fp32), and the masks of a few prompts on a photo, bf16 against fp32.
 """
 
 from __future__ import annotations
@@ -27,9 +29,40 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from sam2_fixtures_util import meta_config_name, sam2_fixture_checkpoint  # noqa: E402
+from sam2_fixtures_util import SHARED, meta_config_name, sam2_fixture_checkpoint  # noqa: E402
 
 from masktron.models.sam2 import build_sam2  # noqa: E402
+from masktron.models.sam2.precision import set_sam2_precision  # noqa: E402
+from masktron.predictors.sam2_image import SAM2ImagePredictor  # noqa: E402
+
+SIDES = ("meta", "ours", "ours_bf16")
+
+
+def bf16_mask_ious(ours: torch.nn.Module, ours_bf16: torch.nn.Module) -> list[float]:
+    """Mask IoU of bf16 with fp32 on a photo (a centre click, a box, click + box)."""
+    import numpy as np
+    from PIL import Image
+
+    path = SHARED / "data" / "images" / "astronaut.png"
+    if not path.is_file():
+        return []
+    image = np.asarray(Image.open(path).convert("RGB"))
+    h, w = image.shape[:2]
+    prompts = [
+        {"point_coords": np.array([[w / 2, h / 2]]), "point_labels": np.array([1])},
+        {"box": np.array([0.2 * w, 0.25 * h, 0.8 * w, 0.9 * h])},
+        {
+            "point_coords": np.array([[0.5 * w, 0.4 * h]]),
+            "point_labels": np.array([1]),
+            "box": np.array([0.2 * w, 0.25 * h, 0.8 * w, 0.9 * h]),
+        },
+    ]
+    masks = []
+    for model in (ours, ours_bf16):
+        predictor = SAM2ImagePredictor(model)
+        predictor.set_image(image)
+        masks.append([predictor.predict(**p, multimask_output=False)[0][0] > 0 for p in prompts])
+    return [float((a & b).sum() / max((a | b).sum(), 1)) for a, b in zip(*masks)]
 
 
 def main() -> None:
@@ -48,39 +81,51 @@ def main() -> None:
     ckpt = args.checkpoint or str(sam2_fixture_checkpoint(args.variant))
     meta = meta_build_sam2(meta_config_name(args.variant), ckpt, device="cpu")
     ours = build_sam2(ckpt_path=ckpt)
+    ours_bf16 = set_sam2_precision(build_sam2(ckpt_path=ckpt), "bf16")
+    models = {"meta": meta, "ours": ours, "ours_bf16": ours_bf16}
     torch.manual_seed(0)
     image = torch.randn(1, 3, 1024, 1024)
 
-    times: dict[str, list[float]] = {"meta": [], "ours": []}
-    cpu: dict[str, list[float]] = {"meta": [], "ours": []}
+    times: dict[str, list[float]] = {name: [] for name in SIDES}
+    cpu: dict[str, list[float]] = {name: [] for name in SIDES}
     outs = {}
     with torch.inference_mode():
-        for model in (meta, ours):  # warm-up: caches, allocator, lazy initialisation
+        for model in models.values():  # warm-up: caches, allocator, lazy initialisation
             model.forward_image(image)
         for _ in range(args.repeats):
-            for name, model in (("meta", meta), ("ours", ours)):
+            for name in SIDES:  # alternating: a change of machine load hits every side
                 start, start_cpu = time.perf_counter(), time.process_time()
-                outs[name] = model.forward_image(image)
+                outs[name] = models[name].forward_image(image)
                 times[name].append(time.perf_counter() - start)
                 cpu[name].append(time.process_time() - start_cpu)
 
-    diff = max(
-        (a - b).abs().max().item()
-        for a, b in zip(outs["meta"]["backbone_fpn"], outs["ours"]["backbone_fpn"])
-    )
-    meta_s, our_s = statistics.median(times["meta"]), statistics.median(times["ours"])
-    meta_c, our_c = statistics.median(cpu["meta"]), statistics.median(cpu["ours"])
+    def diff(name: str) -> float:
+        pairs = zip(outs["meta"]["backbone_fpn"], outs[name]["backbone_fpn"])
+        return max((a - b).abs().max().item() for a, b in pairs)
+
+    wall = {name: statistics.median(t) for name, t in times.items()}
+    cpu_s = {name: statistics.median(t) for name, t in cpu.items()}
+    ious = bf16_mask_ious(ours, ours_bf16)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"SAM 2 image encoder ({args.variant}, 1024x1024, {args.threads} threads, load {load:.1f})"
+        f"SAM 2 image encoder ({args.variant}, 1024x1024, {args.threads} threads, "
+        f"{os.cpu_count()} CPUs, load {load:.1f}), forward_image, median of {args.repeats}"
     )
-    print(f"{'':<16} {'Meta':>9} {'masktron':>9} {'ratio':>7}")
-    print(
-        f"{'forward_image':<16} {meta_s:>8.3f}s {our_s:>8.3f}s {meta_s / our_s:>6.2f}x   "
-        f"max |d feature| {diff:.2e}"
-    )
-    # CPU seconds of this process: less sensitive than wall time to other processes' load
-    print(f"{'  (CPU time)':<16} {meta_c:>8.3f}s {our_c:>8.3f}s {meta_c / our_c:>6.2f}x")
+    print(f"{'':<22} {'wall':>9} {'ratio':>7} {'CPU time':>9} {'ratio':>7}  max |d feature|")
+    for name, label in (
+        ("meta", "Meta fp32"),
+        ("ours", "masktron fp32"),
+        ("ours_bf16", "masktron bf16"),
+    ):
+        print(
+            f"{label:<22} {wall[name]:>8.3f}s {wall['meta'] / wall[name]:>6.2f}x "
+            f"{cpu_s[name]:>8.3f}s {cpu_s['meta'] / cpu_s[name]:>6.2f}x  "
+            + ("" if name == "meta" else f"{diff(name):.2e}")
+        )
+    if ious:
+        listed = ", ".join(f"{i:.4f}" for i in ious)
+        print(f"bf16 vs fp32 mask IoU (click, box, click + box): {listed}")
+    print("ratio = Meta fp32 / side (goal >= 1.5x)")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ Without --checkpoint both load the parity-fixture weights of the variant (writte
 `{"model": ...}` format by tests/sam2_fixtures_util.py). The case is the parity test's: a click
 and a box on frame 0 of the bedroom frames (../shared/data/video_bedroom), tracked over
 --frames frames. Timed: `propagate_in_video` alone (frames/s; prompts and `init_state` apart),
-masktron and Meta alternating for --rounds rounds, so a change of machine load hits both. Meta's
-CPU build skips its hole filling (no CUDA extension), masktron fills holes: the masks are
-compared (IoU) so that a speed-up never hides a different result.
+Meta (fp32), masktron fp32 and masktron bf16 (`set_sam2_precision`) alternating for --rounds
+rounds, so a change of machine load hits every side. Meta's CPU build skips its hole filling (no
+CUDA extension), masktron fills holes: the masks are compared (IoU with Meta's, and bf16 with
+fp32) so that a speed-up never hides a different result.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "models" / "sam2")]
 import sam2_video_cases as cases  # noqa: E402
 from sam2_fixtures_util import SHARED, meta_config_name, sam2_fixture_checkpoint  # noqa: E402
 
+from masktron.models.sam2.precision import set_sam2_precision  # noqa: E402
 from masktron.predictors.sam2_video import build_sam2_video_predictor  # noqa: E402
+
+LABELS = {"meta": "Meta fp32", "masktron": "masktron fp32", "masktron_bf16": "masktron bf16"}
 
 
 def propagate(predictor, source: str, frames: int) -> tuple[float, np.ndarray]:
@@ -65,30 +69,37 @@ def main() -> None:
 
     checkpoint = args.checkpoint or str(sam2_fixture_checkpoint(args.variant))
     source = args.video or cases.bedroom_frames(SHARED, args.frames)
-    ours = build_sam2_video_predictor(None, checkpoint)
-    meta = build_meta(meta_config_name(args.variant), checkpoint, device="cpu")
-    times: dict[str, list[float]] = {"masktron": [], "meta": []}
+    predictors = {
+        "meta": build_meta(meta_config_name(args.variant), checkpoint, device="cpu"),
+        "masktron": build_sam2_video_predictor(None, checkpoint),
+        "masktron_bf16": build_sam2_video_predictor(None, checkpoint),
+    }
+    set_sam2_precision(predictors["masktron_bf16"].model, "bf16")
+    times: dict[str, list[float]] = {name: [] for name in predictors}
     masks: dict[str, np.ndarray] = {}
     for _ in range(args.rounds):
-        for name, predictor in (("meta", meta), ("masktron", ours)):
+        for name, predictor in predictors.items():
             seconds, masks[name] = propagate(predictor, source, args.frames)
             times[name].append(seconds)
             print(f"  {name}: {args.frames / seconds:.3f} frames/s", flush=True)
     fps = {name: args.frames / statistics.median(t) for name, t in times.items()}
-    ious = [
-        cases.mask_iou(a, b)
-        for fa, fb in zip(masks["masktron"], masks["meta"])
-        for a, b in zip(fa, fb)
-    ]
+
+    def min_iou(a: str, b: str) -> float:
+        pairs = zip(masks[a], masks[b])
+        return min(cases.mask_iou(x, y) for fa, fb in pairs for x, y in zip(fa, fb))
+
     print(
         f"{args.variant}, {args.frames} frames, 2 objects, {args.threads} threads "
-        f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}):"
+        f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}), median of {args.rounds}:"
     )
-    print(
-        f"  propagation  masktron {fps['masktron']:.3f} frames/s   Meta {fps['meta']:.3f} frames/s"
-    )
-    ratio = fps["masktron"] / fps["meta"]
-    print(f"  ratio {ratio:.2f}x   (goal >= 1.5x)   min mask IoU {min(ious):.4f}")
+    for name, label in LABELS.items():
+        ratio = fps[name] / fps["meta"]
+        line = f"  {label:<14} {fps[name]:.3f} frames/s   ratio {ratio:.2f}x"
+        if name != "meta":
+            line += f"   min mask IoU with Meta {min_iou(name, 'meta'):.4f}"
+        print(line)
+    print(f"  bf16 vs fp32 min mask IoU {min_iou('masktron_bf16', 'masktron'):.4f}")
+    print("  ratio = side / Meta fp32 (goal >= 1.5x)")
 
 
 if __name__ == "__main__":

@@ -114,6 +114,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--multimask", action="store_true", help="keep the 3 candidate masks")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: cuda if available)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="run the image encoder and the video memory in bf16/fp16 (fp16: CUDA only); "
+        "see docs/sam2.md",
+    )
     add_limit_arguments(parser)
     auto = parser.add_argument_group("--auto options (Meta's SAM 2 defaults)")
     auto.add_argument("--points-per-side", type=int, default=32)
@@ -139,20 +146,28 @@ def is_video_input(path: str) -> bool:
 
 def load_model(args: argparse.Namespace, *, video: bool = False) -> Any:
     """Build the SAM 2 model of `--checkpoint` (variant from `--model` or the file) on
-    `--device`; `video=True` applies the settings of Meta's video predictor."""
+    `--device` in `--precision`; `video=True` applies the settings of Meta's video predictor."""
     import torch
 
     from masktron.model_zoo.sam2_checkpoints import resolve_sam2_checkpoint
+    from masktron.models.precision import precision_dtype
     from masktron.models.sam2 import build_sam2, build_sam2_video_model
+    from masktron.models.sam2.precision import set_sam2_precision
 
-    checkpoint, known = resolve_sam2_checkpoint(args.checkpoint)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    precision = getattr(args, "precision", "fp32")
+    try:  # before the build: a wrong combination fails at once
+        precision_dtype(precision, device, setting="--precision")
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    checkpoint, known = resolve_sam2_checkpoint(args.checkpoint)
     builder = build_sam2_video_model if video else build_sam2
     model = builder(args.model or known, checkpoint, device="cpu")
     try:
-        return model.to(device)
+        model = model.to(device)
     except (RuntimeError, AssertionError) as e:
         raise CommandError(f"--device {device}: {e}") from None
+    return set_sam2_precision(model, precision)  # after loading: weights rounded once
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,21 +32,43 @@ from masktron.models.sam.sam import Sam
 
 def _low_precision(module: nn.Module, dtype: torch.dtype, *, channels_last: bool) -> None:
     """Cast every parameter and buffer of `module` to `dtype` once and fence its calls: floating
-    inputs are cast down, floating outputs back to float32."""
+    inputs (positional and keyword) are cast down, floating outputs back to float32."""
     module.to(dtype)
     if channels_last:
         for layer in module.modules():
             if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
                 layer.to(memory_format=torch.channels_last)
 
-    def cast_inputs(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return _cast_floats(args, dtype, channels_last)
+    def cast_inputs(
+        _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return _cast_floats(args, dtype, channels_last), _cast_floats(kwargs, dtype, channels_last)
 
     def cast_outputs(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
         return _cast_floats(output, torch.float32)
 
-    module.register_forward_pre_hook(cast_inputs)
+    module.register_forward_pre_hook(cast_inputs, with_kwargs=True)
     module.register_forward_hook(cast_outputs)
+
+
+def conversion_dtype(model: nn.Module, precision: str, *, name: str) -> torch.dtype:
+    """The dtype `precision` names, once `model` (a SAM or SAM 2, called `name` in errors) is
+    known to be convertible: float32 always; a low dtype only for an eval-mode model not
+    converted yet (its `inference_precision` is "fp32").
+
+    Raises:
+        ValueError: an unknown precision, "fp16" on a CPU, training mode, already converted.
+    """
+    device = next(model.parameters()).device
+    dtype = precision_dtype(precision, device, setting=f"{name} precision")
+    if dtype == torch.float32:
+        return dtype
+    if model.training:
+        raise ValueError(f"{name} precision other than fp32 is for inference: call model.eval()")
+    converted = getattr(model, "inference_precision", "fp32")
+    if converted != "fp32":
+        raise ValueError(f"this {name} is already converted to {converted}")
+    return dtype
 
 
 def set_sam_precision(model: Sam, precision: str) -> Sam:
@@ -59,13 +81,9 @@ def set_sam_precision(model: Sam, precision: str) -> Sam:
     Returns:
         `model`.
     """
-    dtype = precision_dtype(precision, model.device, setting="SAM precision")
+    dtype = conversion_dtype(model, precision, name="SAM")
     if dtype == torch.float32:
         return model
-    if model.training:
-        raise ValueError("SAM precision other than fp32 is for inference: call model.eval()")
-    if getattr(model, "inference_precision", "fp32") != "fp32":
-        raise ValueError(f"this SAM is already converted to {model.inference_precision}")
     _low_precision(model.image_encoder, dtype, channels_last=True)
     _low_precision(model.mask_decoder.output_upscaling, dtype, channels_last=True)
     model.inference_precision = precision

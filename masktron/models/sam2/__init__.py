@@ -22,6 +22,7 @@ from masktron.models.sam2.image_encoder import FpnNeck, ImageEncoder, PositionEm
 from masktron.models.sam2.mask_decoder import SAM2MaskDecoder
 from masktron.models.sam2.memory_attention import MemoryAttention, RoPEAttention
 from masktron.models.sam2.memory_encoder import MemoryEncoder
+from masktron.models.sam2.precision import set_sam2_precision
 from masktron.models.sam2.sam2_base import NO_OBJ_SCORE, SAM2Base
 
 __all__ = [
@@ -47,5 +48,6 @@ __all__ = [
     "infer_sam2_variant",
     "load_sam2_state_dict",
     "read_sam2_state_dict",
+    "set_sam2_precision",
     "variant_from_config",
 ]

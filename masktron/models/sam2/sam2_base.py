@@ -42,6 +42,9 @@ class SAM2Base(SAM2MemoryMixin, nn.Module):
         the values of the released configs (see `masktron.models.sam2.build`).
     """
 
+    # "fp32" unless `masktron.models.sam2.precision.set_sam2_precision` converted the model.
+    inference_precision: str = "fp32"
+
     def __init__(
         self,
         *,
