@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masktron.models.sam.common import LayerNorm2d, MLPBlock
+from masktron.models.sam.windows import grid_to_windows, windows_to_grid
 
 # Largest piece of the additive attention mask materialised at once (bytes). The mask of global
 # attention is (batch * heads, 4096, 4096), 805 MB for ViT-B in float32; it is built and consumed
@@ -87,19 +88,20 @@ class Attention(nn.Module):
         """Per-axis relative-position logits.
 
         Args:
-            q: (N, h*w, D) unscaled queries, N = batch * heads.
+            q: (B, heads, h*w, D) unscaled queries (any strides).
 
         Returns:
-            (N, h*w, h) and (N, h*w, w): the logit of query (qy, qx) and key (ky, kx) is
-            `rel_h[n, (qy, qx), ky] + rel_w[n, (qy, qx), kx]`.
+            (B, heads, h*w, h) and (B, heads, h*w, w): the logit of query (qy, qx) and key
+            (ky, kx) is `rel_h[b, n, (qy, qx), ky] + rel_w[b, n, (qy, qx), kx]`.
         """
+        b, heads, length, d = q.shape
         table_h = relative_position_table(h, h, self.rel_pos_h)  # (h, h, D)
         table_w = relative_position_table(w, w, self.rel_pos_w)  # (w, w, D)
-        q_grid = q.reshape(q.shape[0], h, w, q.shape[-1])  # (N, h*w, D) -> (N, h, w, D)
-        rel_h = torch.einsum("nyxd,ykd->nyxk", q_grid, table_h)  # (N, h, w, h)
-        rel_w = torch.einsum("nyxd,xkd->nyxk", q_grid, table_w)  # (N, h, w, w)
-        # (N, h, w, h) -> (N, h*w, h); (N, h, w, w) -> (N, h*w, w)
-        return rel_h.reshape(q.shape[0], h * w, h), rel_w.reshape(q.shape[0], h * w, w)
+        q_grid = q.reshape(b * heads, h, w, d)  # (B, heads, h*w, D) -> (B*heads, h, w, D)
+        rel_h = torch.einsum("nyxd,ykd->nyxk", q_grid, table_h)  # (B*heads, h, w, h)
+        rel_w = torch.einsum("nyxd,xkd->nyxk", q_grid, table_w)  # (B*heads, h, w, w)
+        # (B*heads, h, w, h) -> (B, heads, h*w, h); (B*heads, h, w, w) -> (B, heads, h*w, w)
+        return rel_h.reshape(b, heads, length, h), rel_w.reshape(b, heads, length, w)
 
     def _attend_rel_pos(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, h: int, w: int
@@ -107,43 +109,68 @@ class Attention(nn.Module):
         """SDPA with the relative-position mask, built for a block of query rows at a time.
 
         Args:
-            q, k, v: (N, h*w, D), N = batch * heads.
+            q, k, v: (B, heads, h*w, D), any strides (views of the fused qkv output).
 
         Returns:
-            (N, h*w, D).
+            (B, heads, h*w, D) laid out as (B, h*w, heads, D) in memory, like a query that is a
+            view of the qkv output, so that merging the heads back is free.
         """
-        n, length, _ = q.shape
+        b, heads, length, d = q.shape
         rel_h, rel_w = self._rel_pos_terms(q, h, w)
-        rows = max(1, min(length, _MAX_MASK_BYTES // (n * length * q.element_size())))
-        mask = q.new_empty(n, rows, h, w)
-        out = q.new_empty(q.shape) if rows < length else None
+        rows = max(1, min(length, _MAX_MASK_BYTES // (b * heads * length * q.element_size())))
+        mask = q.new_empty(b, heads, rows, h, w)
+        if rows >= length:
+            torch.add(rel_h[..., None], rel_w[..., None, :], out=mask)
+            # (B, heads, L, h, w) -> (B, heads, L, h*w): row (qy, qx), column (ky, kx)
+            return F.scaled_dot_product_attention(q, k, v, mask.view(b, heads, length, length))
+        out = q.new_empty(b, length, heads, d).transpose(1, 2)  # (B, heads, L, D) view
         for s in range(0, length, rows):
             e = min(s + rows, length)
-            block = mask[:, : e - s]
-            torch.add(rel_h[:, s:e, :, None], rel_w[:, s:e, None, :], out=block)
-            # (N, r, h, w) -> (N, r, h*w): row (qy, qx), column (ky, kx)
-            part = F.scaled_dot_product_attention(q[:, s:e], k, v, block.view(n, e - s, length))
-            if out is None:
-                return part
-            out[:, s:e] = part
-        assert out is not None
+            block = mask[:, :, : e - s]
+            torch.add(rel_h[:, :, s:e, :, None], rel_w[:, :, s:e, None, :], out=block)
+            # (B, heads, r, h, w) -> (B, heads, r, h*w)
+            block = block.view(b, heads, e - s, length)
+            out[:, :, s:e] = F.scaled_dot_product_attention(q[:, :, s:e], k, v, block)
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, C) -> (B, H, W, C)."""
-        b, h, w, c = x.shape
-        n = h * w
-        heads = self.num_heads
-        # (B, H, W, 3C) -> (B, H*W, 3, heads, D) -> (3, B, heads, H*W, D) -> (3, B*heads, H*W, D)
-        qkv = self.qkv(x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.reshape(3, b * heads, n, -1).unbind(0)
+    def _attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Attention over each (h, w) grid of a fused qkv output, before the output projection.
+
+        Args:
+            qkv: (B, h, w, 3C) contiguous.
+
+        Returns:
+            (B, h, w, C).
+        """
+        b, h, w, c3 = qkv.shape
+        n, heads = h * w, self.num_heads
+        # Views, no copies: scaled_dot_product_attention accepts these strides, and gives its
+        # output the query's (B, h*w, heads, D) memory order.
+        # (B, h, w, 3C) -> (B, h*w, 3, heads, D) -> (3, B, heads, h*w, D)
+        q, k, v = qkv.view(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         if self.use_rel_pos:
             out = self._attend_rel_pos(q, k, v, h, w)
         else:
             out = F.scaled_dot_product_attention(q, k, v)
-        # (B*heads, H*W, D) -> (B, heads, H, W, D) -> (B, H, W, heads, D) -> (B, H, W, C)
-        out = out.view(b, heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, c)
-        return self.proj(out)
+        # (B, heads, h*w, D) -> (B, h*w, heads, D) -> (B, h, w, C)
+        return out.transpose(1, 2).reshape(b, h, w, c3 // 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C)."""
+        return self.proj(self._attend(self.qkv(x)))
+
+    def forward_windows(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        """Attention inside non-overlapping windows: (B, H, W, C) -> (B, H, W, C).
+
+        Same result as partitioning the zero-padded grid into windows, running `forward` on
+        each and merging them back (`Block` in Meta's SAM): padding positions are zero inputs,
+        so their keys and values are the projection biases, which they are given directly;
+        the projections run on the H*W real positions only.
+        """
+        h, w = x.shape[1], x.shape[2]
+        qkv = self.qkv(x)  # (B, H, W, 3C)
+        windows = grid_to_windows(qkv, window, self.qkv.bias)  # (B*nW, win, win, 3C)
+        return self.proj(windows_to_grid(self._attend(windows), window, (h, w)))
 
 
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -227,9 +254,7 @@ class Block(nn.Module):
         shortcut = x
         x = self.norm1(x)
         if self.window_size > 0:
-            h, w = x.shape[1], x.shape[2]
-            windows, padded = window_partition(x, self.window_size)
-            x = window_unpartition(self.attn(windows), self.window_size, padded, (h, w))
+            x = self.attn.forward_windows(x, self.window_size)
         else:
             x = self.attn(x)
         # Residual sums in place on fresh outputs: no new (B, H, W, C) buffers.

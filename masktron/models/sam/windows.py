@@ -1,0 +1,78 @@
+"""Moving a token grid into and out of attention windows with one copy, padding included.
+
+`image_encoder.window_partition` pads the grid (one copy) and then reorders it (a second copy);
+`window_unpartition` reorders back and then crops the padding (two more). The functions here copy
+each tensor once: the grid is split into at most four rectangles (full windows, the partial last
+window row, the partial last window column, the corner), each copied between its strided views
+in the grid and in the windows buffer, and only the padding of the buffer is filled.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _pieces(size: int, window: int) -> list[tuple[slice, slice, int]]:
+    """Along one axis: (grid slice, window-index slice, positions used inside each window)."""
+    full, rest = divmod(size, window)
+    out = []
+    if full:
+        out.append((slice(0, full * window), slice(0, full), window))
+    if rest:
+        out.append((slice(full * window, size), slice(full, full + 1), rest))
+    return out
+
+
+def _window_view(windows: torch.Tensor, b: int, nh: int, nw: int, window: int) -> torch.Tensor:
+    """(B*nh*nw, win, win, C) -> view (B, nh, win, nw, win, C) laid over the padded grid."""
+    c = windows.shape[-1]
+    # (B*nh*nw, win, win, C) -> (B, nh, nw, win, win, C) -> (B, nh, win, nw, win, C)
+    return windows.view(b, nh, nw, window, window, c).permute(0, 1, 3, 2, 4, 5)
+
+
+def grid_to_windows(grid: torch.Tensor, window: int, pad: torch.Tensor | None) -> torch.Tensor:
+    """Windows of a grid, the bottom/right padding filled with `pad` (zeros when None).
+
+    Equals `window_partition(grid, window)[0]` when `pad` is None; with `pad` = b, it equals
+    partitioning the zero-padded input of a linear layer with bias b after the layer.
+
+    Args:
+        grid: (B, H, W, C).
+        window: window side.
+        pad: (C,) value of the padding positions, or None for zeros.
+
+    Returns:
+        (B * nh * nw, win, win, C) contiguous, nh = ceil(H / win), nw = ceil(W / win).
+    """
+    b, h, w, c = grid.shape
+    nh, nw = -(-h // window), -(-w // window)
+    windows = grid.new_empty(b * nh * nw, window, window, c)
+    view = _window_view(windows, b, nh, nw, window)  # (B, nh, win, nw, win, C)
+    fill = 0.0 if pad is None else pad.to(grid.dtype)
+    if h % window:
+        view[:, -1, h % window :] = fill  # padding rows of the last window row
+    if w % window:
+        view[:, :, :, -1, w % window :] = fill  # padding columns of the last window column
+    for gy, by, ty in _pieces(h, window):
+        for gx, bx, tx in _pieces(w, window):
+            part = grid[:, gy, gx].view(b, by.stop - by.start, ty, bx.stop - bx.start, tx, c)
+            view[:, by, :ty, bx, :tx].copy_(part)
+    return windows
+
+
+def windows_to_grid(windows: torch.Tensor, window: int, hw: tuple[int, int]) -> torch.Tensor:
+    """Inverse of `grid_to_windows`: (B*nh*nw, win, win, C) -> (B, H, W, C), padding dropped.
+
+    Equals `window_unpartition(windows, window, padded_hw, hw)` in one copy.
+    """
+    h, w = hw
+    nh, nw = -(-h // window), -(-w // window)
+    c = windows.shape[-1]
+    b = windows.shape[0] // (nh * nw)
+    view = _window_view(windows, b, nh, nw, window)  # (B, nh, win, nw, win, C)
+    grid = windows.new_empty(b, h, w, c)
+    for gy, by, ty in _pieces(h, window):
+        for gx, bx, tx in _pieces(w, window):
+            part = grid[:, gy, gx].view(b, by.stop - by.start, ty, bx.stop - bx.start, tx, c)
+            part.copy_(view[:, by, :ty, bx, :tx])
+    return grid
