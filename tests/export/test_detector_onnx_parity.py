@@ -69,7 +69,14 @@ def test_c4_and_dc5_mask_rcnn_agree_in_onnxruntime(backbone, shared_dir, tmp_pat
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 200
+    # 50 proposals and 30 detections (not 200 and 100): every proposal and every detection
+    # takes the same path through the heads (C4 runs res5 on each; DC5's box head is two FCs),
+    # so more of them repeat it; 30 detections must now all agree (the 99% bar allows none to
+    # differ). The DC5 box head's FC width (256, not 1024) only shrinks its 100M-parameter
+    # first layer, which dominated the export's serialising and loading; C4 has no FC head.
+    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 50
+    cfg.TEST.DETECTIONS_PER_IMAGE = 30
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 256
     cfg.INPUT.MIN_SIZE_TEST = 256
     # GroupNorm keeps a random ResNet's activations in range (FrozenBN's identity statistics
     # let them grow to ~1e3 and leave a handful of degenerate proposals).
@@ -88,4 +95,6 @@ def test_c4_and_dc5_mask_rcnn_agree_in_onnxruntime(backbone, shared_dir, tmp_pat
     torch.nn.init.normal_(heads.mask_head.predictor.weight, std=0.5)
     detector = _export(predictor, tmp_path / f"{backbone}.onnx")
     bgr = read_rgb(shared_dir, "coffee")[:, :, ::-1].copy()
-    assert_agrees(compare_with_pytorch(predictor(bgr), detector(bgr)))
+    result = compare_with_pytorch(predictor(bgr), detector(bgr))
+    assert result["count"][0] == 30, result  # the heads' full output, not a few survivors
+    assert_agrees(result)
