@@ -47,9 +47,15 @@ def set_sam2_precision(model: SAM2Base, precision: str) -> SAM2Base:
         `model`.
 
     Raises:
+        TypeError: `model` is not a SAM 2 model (e.g. a predictor).
         ValueError: an unknown precision, "fp16" on a CPU, a model in training mode, or one
             already converted.
     """
+    if not isinstance(model, SAM2Base):  # e.g. a predictor: its model is converted
+        raise TypeError(
+            f"set_sam2_precision takes a SAM 2 model, got {type(model).__name__} "
+            "(for a predictor: set_sam2_precision(predictor.model, ...))"
+        )
     dtype = conversion_dtype(model, precision, name="SAM 2")
     if dtype == torch.float32:
         return model

@@ -94,6 +94,8 @@ def test_conversion_contract():
         set_sam2_precision(fp32, "fp16")
     with pytest.raises(ValueError, match="SAM 2 precision must be one of"):
         set_sam2_precision(fp32, "int8")
+    with pytest.raises(TypeError, match=r"predictor\.model"):
+        set_sam2_precision(SAM2ImagePredictor(fp32), "bf16")
     bf16 = _bf16_image_model()
     with pytest.raises(ValueError, match="already converted to bf16"):
         set_sam2_precision(bf16, "bf16")
