@@ -70,7 +70,10 @@ def test_every_new_baseline_loads_with_its_schedule_and_weights():
 
 
 def _tiny(cfg, size: int):
-    """Test with `size`-pixel images; keep the 10 best detections (random weights score low)."""
+    """Test with `size`-pixel images; keep the 10 best detections (random weights score low).
+    100 test proposals, not 1000: each takes the same path through the box head, and with
+    every score kept (threshold 0) the per-class NMS of 1000 x 80 candidates dominated."""
+    cfg.model.proposal_generator.post_nms_topk = (1000, 100)  # (train, test)
     cfg.dataloader.test.mapper.augmentations[0].short_edge_length = size
     cfg.dataloader.test.mapper.augmentations[0].max_size = size * 2
     cfg.model.roi_heads.box_predictor.test_score_thresh = 0.0
@@ -98,7 +101,8 @@ def _fixture_state(model: torch.nn.Module, image: torch.Tensor, fixture_weights)
     model.train()
     with torch.no_grad():
         model.backbone(model.preprocess_image([{"image": image}]).tensor)
-    return {k: model.state_dict()[k].numpy().copy() for k in shapes}
+    state = model.state_dict()  # once: each call walks the whole model
+    return {k: state[k].numpy().copy() for k in shapes}
 
 
 def _predict(cfg, model: torch.nn.Module, image_bgr: np.ndarray):
