@@ -113,6 +113,7 @@ def build_sam2_model(
     apply_postprocessing: bool = True,
     video: bool = False,
     checkpoint: str | os.PathLike | None = None,
+    image_size: int = IMAGE_SIZE,
 ) -> SAM2Base:
     """Build a SAM 2 model in eval mode on CPU, optionally loading a checkpoint strictly.
 
@@ -123,9 +124,13 @@ def build_sam2_model(
             memories and hole filling of 8 pixels.
         video: the settings of Meta's `build_sam2_video_predictor`.
         checkpoint: path or URL of a Meta `.pt` file.
+        image_size: input side in pixels, a multiple of 32 (Meta's `model.image_size`; the
+            released models use 1024, smaller sizes run the same weights at less cost).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown SAM 2 variant {variant!r}; expected one of {VARIANTS}")
+    if image_size <= 0 or image_size % 32:
+        raise ValueError(f"image_size must be a positive multiple of 32, got {image_size}")
     sam21 = variant.startswith("sam2.1")
     decoder = SAM2MaskDecoder(
         transformer_dim=HIDDEN_DIM,
@@ -142,7 +147,7 @@ def build_sam2_model(
         pred_obj_scores_mlp=True,
         use_multimask_token_for_obj_ptr=True,
     )
-    grid = IMAGE_SIZE // 16
+    grid = image_size // 16
     model = SAM2Base(
         image_encoder=_build_image_encoder(_TRUNKS[variant.rsplit("_", 1)[1]]),
         memory_attention=_build_memory_attention(),
@@ -150,12 +155,12 @@ def build_sam2_model(
         sam_prompt_encoder=PromptEncoder(
             embed_dim=HIDDEN_DIM,
             image_embedding_size=(grid, grid),
-            input_image_size=(IMAGE_SIZE, IMAGE_SIZE),
+            input_image_size=(image_size, image_size),
             mask_in_chans=16,
         ),
         sam_mask_decoder=decoder,
         num_maskmem=7,
-        image_size=IMAGE_SIZE,
+        image_size=image_size,
         sigmoid_scale_for_mem_enc=20.0,
         sigmoid_bias_for_mem_enc=-10.0,
         use_mask_input_as_output_without_sam=True,

@@ -35,6 +35,20 @@ def test_state_dict_names_and_shapes_equal_meta(variant):
     assert ours == sam2_shapes(variant)
 
 
+def test_image_size_sets_the_prompt_grid_and_keeps_the_weights():
+    """Meta's `model.image_size`: another input size, the same tensors (loadable as released)."""
+    with torch.device("meta"):
+        model = build_sam2_model("sam2.1_hiera_t", image_size=512)
+    assert model.image_size == 512 and model.sam_image_embedding_size == 32
+    encoder = model.sam_prompt_encoder
+    assert tuple(encoder.image_embedding_size) == (32, 32)
+    assert tuple(encoder.input_image_size) == (512, 512)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == sam2_shapes("sam2.1_hiera_t")
+    with pytest.raises(ValueError, match="image_size must be a positive multiple of 32"):
+        build_sam2_model("sam2.1_hiera_t", image_size=500)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_read_from_checkpoint_shapes(variant):
     fake = {k: torch.empty(s, device="meta") for k, s in sam2_shapes(variant).items()}
