@@ -91,10 +91,13 @@ def meta_sam2_available() -> bool:
     )
 
 
-def build_meta_sam2(variant: str, *, video: bool = False, seed: int = 0) -> torch.nn.Module:
+def build_meta_sam2(
+    variant: str, *, video: bool = False, seed: int = 0, image_size: int = 1024
+) -> torch.nn.Module:
     """Meta's model (image or video predictor class) on CPU with the fixture checkpoint loaded.
 
-    Skips the calling test when `sam2` is not installed.
+    `image_size` other than the released 1024 goes to Meta's config as `model.image_size` (the
+    same weights run at another input size). Skips the calling test when `sam2` is not installed.
     """
     if not meta_sam2_available():
         pytest.skip("Meta's sam2 is not installed (optional `parity` extra)")
@@ -102,4 +105,7 @@ def build_meta_sam2(variant: str, *, video: bool = False, seed: int = 0) -> torc
 
     builder = build_sam2_video_predictor if video else build_sam2
     ckpt = str(sam2_fixture_checkpoint(variant, seed))
-    return builder(meta_config_name(variant), ckpt, device="cpu", mode="eval")
+    overrides = [f"++model.image_size={image_size}"] if image_size != 1024 else []
+    return builder(
+        meta_config_name(variant), ckpt, device="cpu", mode="eval", hydra_overrides_extra=overrides
+    )

@@ -1,11 +1,14 @@
 """Regenerate the stored SAM 2 video references with Meta's `sam2` (the oracle).
 
     SAM2_BUILD_CUDA=0 pip install --no-build-isolation -e ".[parity]"
-    python tests/models/sam2/make_reference_video.py [--variant sam2.1_hiera_t ...]
+    python tests/models/sam2/make_reference_video.py [--variant sam2.1_hiera_t] [--size 512]
 
-For each variant, Meta's `SAM2VideoPredictor` loads the fixture checkpoint
-(`tests/sam2_fixtures_util.py`) and runs the cases of `sam2_video_cases.py` on the bedroom
-frames; the masks are stored as packed bits in `data/video_ref_<variant>.npz` (compressed).
+For each variant and input size (`image_size`, Meta's `model.image_size`), Meta's
+`SAM2VideoPredictor` loads the fixture checkpoint (`tests/sam2_fixtures_util.py`) and runs the
+cases of `sam2_video_cases.py` on the bedroom frames; masks are stored as packed bits and
+low-resolution logits as a float16 subset in `data/video_ref_<variant>[_<size>].npz`
+(compressed). Prints each object's mask area and the objects' IoU per frame (the fixture
+weights must give two distinct, changing masks for the comparison to mean something).
 
 Meta fills holes of up to 8 low-resolution pixels with a CUDA extension and skips the step
 (with a warning) where it is missing, as on this CPU build. The oracle should show what Meta's
@@ -49,31 +52,37 @@ def scipy_connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", action="append", choices=cases.VARIANTS)
+    parser.add_argument("--size", action="append", type=int, choices=cases.SIZES)
     parser.add_argument("--out", type=Path, default=HERE / "data")
     args = parser.parse_args()
     import sam2.utils.misc
 
     sam2.utils.misc.get_connected_components = scipy_connected_components
     warnings.filterwarnings("ignore", category=UserWarning)
-    torch.manual_seed(0)
-    for variant in args.variant or cases.VARIANTS:
-        start = time.time()
-        predictor = build_meta_sam2(variant, video=True)
-        count = cases.REFERENCE_FRAMES[variant]
-        folder = cases.bedroom_frames(SHARED, count)
-        order, masks = cases.run_forward(predictor, folder, count)
-        arrays = {"forward_order": np.asarray(order), "forward_masks": cases.pack(masks)}
-        arrays["width"] = np.asarray(masks.shape[-1])
-        if variant == "sam2.1_hiera_t":
-            folder = cases.bedroom_frames(SHARED, cases.REVERSE_FRAMES)
-            order, masks = cases.run_mask_reverse(predictor, folder)
-            arrays["mask_reverse_order"] = np.asarray(order)
-            arrays["mask_reverse_masks"] = cases.pack(masks)
-        path = cases.reference_path(args.out, variant)
-        np.savez_compressed(path, **arrays)
-        areas = masks.reshape(len(masks), 2, -1).sum(-1).tolist()
-        print(f"{variant}: {path} ({path.stat().st_size} bytes, {time.time() - start:.0f} s)")
-        print(f"  last case's mask areas per frame: {areas}")
+    for size in args.size or cases.SIZES:
+        for variant in args.variant or cases.VARIANTS:
+            start = time.time()
+            torch.manual_seed(0)
+            predictor = build_meta_sam2(variant, video=True, image_size=size)
+            folder = cases.bedroom_frames(SHARED, cases.REFERENCE_FRAMES)
+            with torch.inference_mode():
+                order, masks, logits = cases.run_forward(predictor, folder, cases.REFERENCE_FRAMES)
+            arrays = {"forward_order": np.asarray(order), "forward_masks": cases.pack(masks)}
+            arrays["forward_logits"] = logits
+            arrays["width"] = np.asarray(masks.shape[-1])
+            print(f"{variant} @ {size} forward: {cases.summary(masks)}", flush=True)
+            if variant == "sam2.1_hiera_t" and size == 1024:
+                folder = cases.bedroom_frames(SHARED, cases.REVERSE_FRAMES)
+                with torch.inference_mode():
+                    order, masks, logits = cases.run_mask_reverse(predictor, folder)
+                arrays["mask_reverse_order"] = np.asarray(order)
+                arrays["mask_reverse_masks"] = cases.pack(masks)
+                arrays["mask_reverse_logits"] = logits
+                print(f"{variant} @ {size} mask_reverse: {cases.summary(masks)}", flush=True)
+            path = cases.reference_path(args.out, variant, size)
+            np.savez_compressed(path, **arrays)
+            size_kb = path.stat().st_size // 1024
+            print(f"{variant} @ {size}: {path} ({size_kb} KiB, {time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,23 @@
 Frames: the first frames of `../shared/data/video_bedroom` (960x540 JPEGs, tests only: never
 copied into the repository), linked into a temporary folder. Prompts in video pixels.
 
-- `forward`: a click (object 1) and a box (object 2) on frame 0, tracked forward (the issue's
-  case). CI runs `FORWARD_FRAMES[variant]` frames of the stored `REFERENCE_FRAMES[variant]`.
-- `mask_reverse` (tiny): a mask prompt (object 1, an ellipse) and a box (object 2) on the last
-  frame of `REVERSE_FRAMES`, tracked backwards to frame 0: `add_new_mask` and `reverse=True`.
+- `forward`: a click (object 1) and a box (object 2) on frame 0, tracked forward over 16 frames
+  (the issue's case), stored for the released input size (1024) and for `image_size=512`.
+- `mask_reverse` (tiny, 1024): a mask prompt (object 1, an ellipse) and a box (object 2) on the
+  last frame of `REVERSE_FRAMES`, tracked backwards to frame 0: `add_new_mask` and `reverse=True`.
+
+Stored per frame and object: the mask at video resolution (packed bits) and the low-resolution
+logits the model produced (`pred_masks`, every `LOGIT_STRIDE`-th row and column, float16).
+
+Why 512: SAM2Base takes `image_size` (Meta's `model.image_size`; masktron's `build_sam2_model(...,
+image_size=)`). The same weights then run every module on a 32x32 instead of 64x64 token grid:
+the Hiera trunk pads its windows (14 and 7 do not divide 32 and 16, as 14 does not divide 64),
+the position tables are interpolated to the grid, RoPE is recomputed for the grid, the prompt
+encoder and the mask/memory downsamplers work at a quarter of the pixels (checked against Meta's
+code at 512: identical backbone outputs and SAM-head outputs within 6e-5). On a CPU a tracked
+frame then costs about half (not a quarter: per-frame work at the video's resolution, the
+memory encoder and the prompts stay), so CI compares more frames at 512 than at 1024, where the
+released models' sizes are exercised; MASKTRON_SAM2_VIDEO_FULL=1 compares every stored frame.
 """
 
 from __future__ import annotations
@@ -16,25 +29,39 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 CLICK = ((210.0, 350.0), 1)  # (x, y), label
 BOX = (300.0, 0.0, 500.0, 400.0)  # XYXY
-# Frames of the stored references (Meta's base+ at 16 frames took too long to generate on the
-# shared machine: 4 stored). CI tests the first frames of each case (its time budget: the
-# memory path costs seconds per frame and object on a CPU); MASKTRON_SAM2_VIDEO_FULL=1 tests
-# every stored frame.
-REFERENCE_FRAMES = {"sam2.1_hiera_t": 16, "sam2.1_hiera_b+": 4}
+SIZES = (1024, 512)  # image_size of the stored forward cases
+REFERENCE_FRAMES = 16  # frames the generator tracks
+LOGIT_STRIDE = 4
 FULL = os.environ.get("MASKTRON_SAM2_VIDEO_FULL", "") not in ("", "0")
-FORWARD_FRAMES = REFERENCE_FRAMES if FULL else {"sam2.1_hiera_t": 4, "sam2.1_hiera_b+": 2}
+# frames CI compares per (variant, image_size): the test-time budget (about 2 s per tracked
+# frame of tiny at 512 on an idle 2-core CPU, 3 s for base+, 5 s and 6 s at 1024)
+CI_FRAMES = {
+    ("sam2.1_hiera_t", 512): 4,
+    ("sam2.1_hiera_b+", 512): 3,
+    ("sam2.1_hiera_t", 1024): 2,
+    ("sam2.1_hiera_b+", 1024): 2,
+}
 REVERSE_FRAMES = 4  # frames of the folder; the prompt is on the last
 REVERSE_TRACKED = REVERSE_FRAMES if FULL else 2  # frames the CI test tracks from there
+
+
+def forward_frames(variant: str, image_size: int, stored: int) -> int:
+    """Frames of the `forward` case a test compares: CI's share, or all `stored` when FULL."""
+    return stored if FULL else min(CI_FRAMES[(variant, image_size)], stored)
+
+
 VARIANTS = ("sam2.1_hiera_t", "sam2.1_hiera_b+")
 
 
-def reference_path(data_dir: Path, variant: str) -> Path:
-    return data_dir / f"video_ref_{variant}.npz"
+def reference_path(data_dir: Path, variant: str, image_size: int = 1024) -> Path:
+    suffix = "" if image_size == 1024 else f"_{image_size}"
+    return data_dir / f"video_ref_{variant}{suffix}.npz"
 
 
 @functools.cache
@@ -60,39 +87,59 @@ def ellipse_mask(height: int, width: int) -> np.ndarray:
     return ((xs - 180.0) / 120.0) ** 2 + ((ys - 330.0) / 90.0) ** 2 <= 1.0
 
 
-def run_forward(predictor, folder: str, frames: int) -> tuple[list[int], np.ndarray]:
-    """(frame order, (F, 2, H, W) bool masks) of the `forward` case."""
+def _low_res_logits(state: dict[str, Any], frame_idx: int) -> np.ndarray:
+    """(N, h, w) float16 subset of every object's low-resolution logits on a tracked frame."""
+    out = []
+    for obj_idx in range(len(state["obj_ids"])):
+        outputs = state["output_dict_per_obj"][obj_idx]
+        frame_out = outputs["cond_frame_outputs"].get(frame_idx)
+        if frame_out is None:
+            frame_out = outputs["non_cond_frame_outputs"][frame_idx]
+        logits = frame_out["pred_masks"][0, 0, ::LOGIT_STRIDE, ::LOGIT_STRIDE]
+        out.append(logits.float().cpu().numpy())
+    return np.stack(out).astype(np.float16)
+
+
+def _propagate(predictor, state, frames: int, reverse: bool = False):
+    """(frame order, (F, N, H, W) bool masks, (F, N, h, w) float16 low-res logits)."""
+    order, masks, logits = [], [], []
+    for frame_idx, obj_ids, video_logits in predictor.propagate_in_video(
+        state, max_frame_num_to_track=frames - 1, reverse=reverse
+    ):
+        assert len(obj_ids) == 2, obj_ids
+        order.append(frame_idx)
+        masks.append((video_logits[:, 0] > 0).cpu().numpy())
+        logits.append(_low_res_logits(state, frame_idx))
+    return order, np.stack(masks), np.stack(logits)
+
+
+def run_forward(predictor, folder: str, frames: int):
+    """(frame order, (F, 2, H, W) bool masks, (F, 2, h, w) low-res logits) of `forward`."""
     state = predictor.init_state(folder)
     (x, y), label = CLICK
     predictor.add_new_points_or_box(state, 0, 1, points=[[x, y]], labels=[label])
     predictor.add_new_points_or_box(state, 0, 2, box=list(BOX))
-    order, masks = [], []
-    for frame_idx, obj_ids, logits in predictor.propagate_in_video(
-        state, max_frame_num_to_track=frames - 1
-    ):
-        assert list(obj_ids) == [1, 2], obj_ids
-        order.append(frame_idx)
-        masks.append((logits[:, 0] > 0).cpu().numpy())
-    return order, np.stack(masks)
+    assert list(state["obj_ids"]) == [1, 2]
+    return _propagate(predictor, state, frames)
 
 
-def run_mask_reverse(
-    predictor, folder: str, frames: int = REVERSE_FRAMES
-) -> tuple[list[int], np.ndarray]:
-    """(frame order, (F, 2, H, W) bool masks) of the `mask_reverse` case, over its first
-    `frames` frames (from the prompted last frame backwards)."""
+def run_mask_reverse(predictor, folder: str, frames: int = REVERSE_FRAMES):
+    """(frame order, (F, 2, H, W) bool masks, (F, 2, h, w) low-res logits) of `mask_reverse`,
+    over its first `frames` frames (from the prompted last frame backwards)."""
     state = predictor.init_state(folder)
     last = state["num_frames"] - 1
     mask = ellipse_mask(state["video_height"], state["video_width"])
     predictor.add_new_mask(state, last, 1, mask)
     predictor.add_new_points_or_box(state, last, 2, box=list(BOX))
-    order, masks = [], []
-    for frame_idx, _, logits in predictor.propagate_in_video(
-        state, max_frame_num_to_track=frames - 1, reverse=True
-    ):
-        order.append(frame_idx)
-        masks.append((logits[:, 0] > 0).cpu().numpy())
-    return order, np.stack(masks)
+    return _propagate(predictor, state, frames, reverse=True)
+
+
+def summary(masks: np.ndarray) -> str:
+    """Per frame: the objects' mask areas (fractions of the frame) and their IoU, as text."""
+    rows = []
+    for f, (a, b) in enumerate(masks):
+        rows.append(f"{f}: {a.mean():.3f} {b.mean():.3f} iou {mask_iou(a, b):.3f}")
+    return "; ".join(rows)
 
 
 def pack(masks: np.ndarray) -> np.ndarray:
