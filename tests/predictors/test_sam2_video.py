@@ -87,7 +87,7 @@ def _check(result, ref: dict[str, np.ndarray], case: str) -> None:
 def test_click_and_box_tracked_like_meta(variant, image_size):
     ref = _reference(variant, image_size)
     frames = cases.forward_frames(variant, image_size, len(ref["forward_order"]))
-    result = cases.run_forward(_predictor(variant, image_size), _frames(frames), frames)
+    result = cases.track_forward(_predictor(variant, image_size), _frames(frames), frames)
     _check(result, ref, "forward")
 
 
@@ -144,8 +144,8 @@ def test_matches_meta_predictor_exactly_on_metas_model():
     meta = build_meta_sam2("sam2.1_hiera_t", video=True)
     meta.fill_hole_area = 0  # Meta's CPU build skips the step; compare like with like
     folder = _frames(2)
-    ours_order, ours, ours_logits = cases.run_forward(SAM2VideoPredictor(meta), folder, 2)
-    meta_order, theirs, their_logits = cases.run_forward(meta, folder, 2)
+    ours_order, ours, ours_logits = cases.track_forward(SAM2VideoPredictor(meta), folder, 2)
+    meta_order, theirs, their_logits = cases.track_forward(meta, folder, 2)
     assert ours_order == meta_order == [0, 1]
     assert np.array_equal(ours, theirs) and np.array_equal(ours_logits, their_logits)
 

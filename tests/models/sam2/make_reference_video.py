@@ -66,7 +66,9 @@ def main() -> None:
             predictor = build_meta_sam2(variant, video=True, image_size=size)
             folder = cases.bedroom_frames(SHARED, cases.REFERENCE_FRAMES)
             with torch.inference_mode():
-                order, masks, logits = cases.run_forward(predictor, folder, cases.REFERENCE_FRAMES)
+                order, masks, logits = cases.track_forward(
+                    predictor, folder, cases.REFERENCE_FRAMES
+                )
             arrays = {"forward_order": np.asarray(order), "forward_masks": cases.pack(masks)}
             arrays["forward_logits"] = logits
             arrays["width"] = np.asarray(masks.shape[-1])

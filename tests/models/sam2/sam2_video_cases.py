@@ -113,7 +113,13 @@ def _propagate(predictor, state, frames: int, reverse: bool = False):
     return order, np.stack(masks), np.stack(logits)
 
 
-def run_forward(predictor, folder: str, frames: int):
+def run_forward(predictor, folder: str, frames: int) -> tuple[list[int], np.ndarray]:
+    """(frame order, (F, 2, H, W) bool masks) of the `forward` case."""
+    order, masks, _ = track_forward(predictor, folder, frames)
+    return order, masks
+
+
+def track_forward(predictor, folder: str, frames: int):
     """(frame order, (F, 2, H, W) bool masks, (F, 2, h, w) low-res logits) of `forward`."""
     state = predictor.init_state(folder)
     (x, y), label = CLICK
