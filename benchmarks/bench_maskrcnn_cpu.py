@@ -113,12 +113,18 @@ def main() -> None:
         tensor = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
         return len(theirs([tensor])[0]["boxes"])
 
+    load_before = os.getloadavg()[0]
     timings = time_interleaved([run_ours, run_ours_bf16, run_theirs], rgbs, args.repeats)
     (t_ours, n_ours), (t_bf16, n_bf16), (t_theirs, n_theirs) = timings
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, {args.threads} threads"
     )
     print(f"{len(rgbs)} images, median of {args.repeats} passes, interleaved per image")
+    # Other jobs on the machine inflate the times (the ratios much less): say how busy it was.
+    print(
+        f"load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, "
+        f"on {os.cpu_count()} CPUs"
+    )
     print(
         f"masktron    mask_rcnn_R_50_FPN_3x : {t_ours * 1000:8.1f} ms/image ({n_ours} dets/image)"
     )
