@@ -13,13 +13,21 @@ sum, so its outputs equal the unfused ones bit for bit (checked in
 mode or `torch.no_grad`), a CPU tensor of float32/bfloat16 matching the weight, zero padding,
 oneDNN enabled (`torch.backends.mkldnn.enabled`), and not while tracing or compiling (exports
 and `torch.compile` see the plain operators). Everywhere else the unfused operators run.
+The operator is private to PyTorch: the first fused call of a process is compared with the plain
+operators, and if it fails or differs (another PyTorch version), fusion is switched off with a
+warning and the plain operators run from then on.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+logger = logging.getLogger(__name__)
 
 _FUSABLE_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -32,6 +40,7 @@ def _pointwise_op() -> object | None:
 
 
 _OP = _pointwise_op()
+_VERIFIED = False  # the first fused result is compared with the plain operators' once
 
 
 def can_fuse(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -98,14 +107,50 @@ def conv2d_relu(
     # (`add_relu`) has no kernel.
     fused_sum = residual is None or (residual.dtype == x.dtype == torch.float32)
     if fused_sum and can_fuse(conv, x, weight):
-        op = torch.ops.mkldnn._convolution_pointwise
-        if residual is None:
-            return op(x, weight, bias, padding, stride, dilation, conv.groups, "relu", [], "")
-        return op.binary(
-            x, residual, weight, bias, padding, stride, dilation, conv.groups,
-            "add", None, "relu", [], "",
-        )  # fmt: skip
-    out = F.conv2d(x, weight, bias, stride, padding, dilation, conv.groups)
+        op: Any = _OP
+        try:
+            if residual is None:
+                out = op(x, weight, bias, padding, stride, dilation, conv.groups, "relu", [], "")
+            else:
+                out = op.binary(
+                    x, residual, weight, bias, padding, stride, dilation, conv.groups,
+                    "add", None, "relu", [], "",
+                )  # fmt: skip
+        except (RuntimeError, TypeError) as e:  # a torch whose private operator differs
+            _disable(f"the operator failed ({e})")
+        else:
+            if _VERIFIED:
+                return out
+            plain = _plain(conv, x, weight, bias, residual)
+            if torch.equal(out, plain):
+                _verified()
+            else:
+                _disable("its outputs differ from the plain operators'")
+            return plain
+    return _plain(conv, x, weight, bias, residual)
+
+
+def _plain(
+    conv: nn.Conv2d,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None,
+) -> torch.Tensor:
+    out = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     if residual is not None:
         out = out + residual
     return F.relu_(out)
+
+
+def _verified() -> None:
+    """The first fused call of this process gave the plain operators' bits: trust the rest."""
+    global _VERIFIED
+    _VERIFIED = True
+
+
+def _disable(why: str) -> None:
+    """Run the plain operators from now on (this torch's fused operator cannot be used)."""
+    global _OP
+    _OP = None
+    logger.warning("oneDNN fused convolution disabled, %s; using the plain operators", why)

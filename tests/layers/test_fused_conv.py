@@ -128,3 +128,47 @@ def test_channels_last_switch_changes_the_layout_only():
     assert b["p2"].is_contiguous(memory_format=torch.channels_last)
     for name in a:  # float32 rounding apart (random tiny weights amplify it downstream)
         assert (b[name] - a[name]).abs().max() <= 1e-5 * a[name].abs().max(), name
+
+
+class _FakeOp:
+    """A stand-in for the private oneDNN operator: fails, or returns wrong values."""
+
+    def __init__(self, mode: str):
+        self.mode, self.calls = mode, 0
+
+    def __call__(self, x, weight, bias, padding, stride, dilation, groups, *attrs):
+        self.calls += 1
+        if self.mode == "fails":
+            raise RuntimeError("unknown argument 'attr'")
+        return F.relu(F.conv2d(x, weight, bias, stride, padding, dilation, groups)) + 1.0
+
+    binary = __call__
+
+
+@needs_mkldnn
+@pytest.mark.parametrize("mode", ["fails", "differs"])
+def test_a_fused_operator_that_fails_or_differs_is_switched_off(monkeypatch, caplog, mode):
+    from masktron.layers import fused_conv
+
+    fake = _FakeOp(mode)
+    monkeypatch.setattr(fused_conv, "_OP", fake)
+    monkeypatch.setattr(fused_conv, "_VERIFIED", False)
+    conv = _conv(activation=F.relu, norm=False)
+    x = torch.randn(2, 8, 13, 17)
+    with torch.no_grad():
+        expected = F.relu(F.conv2d(x, conv.weight, conv.bias, 1, 1))
+        first, second = conv(x), conv(x)
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+    assert fake.calls == 1 and fused_conv._OP is None  # tried once, then off
+    assert "oneDNN fused convolution disabled" in caplog.text
+
+
+@needs_mkldnn
+def test_the_first_fused_result_is_checked_once(monkeypatch):
+    from masktron.layers import fused_conv
+
+    monkeypatch.setattr(fused_conv, "_VERIFIED", False)
+    conv = _conv(activation=F.relu, norm=False)
+    with torch.no_grad():
+        conv(torch.randn(2, 8, 13, 17))
+    assert fused_conv._VERIFIED and fused_conv._OP is not None
