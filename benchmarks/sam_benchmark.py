@@ -106,11 +106,6 @@ def main() -> int:
     parser.add_argument("--skip-amg", action="store_true", help="leave out the generator")
     parser.add_argument("--bf16", action="store_true", help="also time masktron in bf16")
     parser.add_argument(
-        "--generator-configs",
-        default="default,stab0.5",
-        help="comma-separated generator settings: default (Meta's), stab0.5",
-    )
-    parser.add_argument(
         "--only",
         default="set_image,predict,boxes,generator",
         help="comma-separated subset of: set_image, predict, boxes, generator",
@@ -188,12 +183,7 @@ def main() -> int:
             pps = args.points_per_side
             # Meta's defaults; then a stability threshold that masks of random (fixture) weights
             # can pass, so that there are masks to compare.
-            configs = {
-                "default": ("", {}),
-                "stab0.5": (", stab 0.5", {"stability_score_thresh": 0.5}),
-            }
-            for name in args.generator_configs.split(","):
-                label, extra = configs[name]
+            for label, extra in (("", {}), (", stab 0.5", {"stability_score_thresh": 0.5})):
                 ref_gen = meta.SamAutomaticMaskGenerator(ref_model, points_per_side=pps, **extra)
                 our_gen = SamAutomaticMaskGenerator(our_model, points_per_side=pps, **extra)
                 ref_s, ref_masks = timed(lambda g=ref_gen: g.generate(image))

@@ -87,21 +87,13 @@ class Attention(nn.Module):
         """
         return self.num_heads * num_tokens < self.internal_dim
 
-    def forward_folded(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        k_pe: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def forward_folded(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Same as `forward` for few queries and many keys, without projecting the keys.
 
         Args:
             q: (B, T, C) queries, T small.
             k: (B, N, C) keys.
             v: (B, N, C) values.
-            k_pe: (1, N, C) positional codes shared by all B: the keys are then `k + k_pe`,
-                without forming that (B, N, C) sum (its scores are one shared matrix product).
 
         Returns:
             (B, T, C).
@@ -115,14 +107,8 @@ class Attention(nn.Module):
         # Scores per head: (W_k^T q_h) . x; q.b_k is constant over keys and cancels in the softmax.
         # (B, h, T, C) -> (B, 1, h*T, C): every (head, token) is an independent softmax row.
         q_fold = torch.einsum("bthd,hdc->bhtc", qh, w_k).reshape(b, 1, heads * t, -1)
-        scale = d**-0.5
-        pe_scores = None
-        if k_pe is not None:
-            # (B*h*T, C) @ (C, N) -> (B, 1, h*T, N): the k_pe part of the scaled scores
-            pe_scores = torch.mm(q_fold.reshape(b * heads * t, -1), k_pe[0].t()).mul_(scale)
-            pe_scores = pe_scores.view(b, 1, heads * t, -1)
         mixed = F.scaled_dot_product_attention(
-            q_fold, k.unsqueeze(1), v.unsqueeze(1), pe_scores, scale=scale
+            q_fold, k.unsqueeze(1), v.unsqueeze(1), scale=d**-0.5
         )  # (B, 1, h*T, C): softmax-weighted sums of the raw values
         mixed = mixed.reshape(b, heads, t, -1)  # (B, 1, h*T, C) -> (B, h, T, C)
         out = torch.einsum("bhtc,hdc->bthd", mixed, w_v) + self.v_proj.bias.reshape(heads, d)
@@ -134,8 +120,6 @@ class Attention(nn.Module):
         k: torch.Tensor,
         v: torch.Tensor,
         residual: torch.Tensor | None = None,
-        q_pe: torch.Tensor | None = None,
-        residual_in_place: bool = False,
     ) -> torch.Tensor:
         """Same as `forward` (plus `residual`) for many queries and few keys, without projecting
         the queries.
@@ -145,10 +129,6 @@ class Attention(nn.Module):
             k: (B, T, C) keys, T small.
             v: (B, T, C) values.
             residual: (1 or B, N, C) added to the output inside the last matrix product.
-            q_pe: (1, N, C) positional codes: the queries are then `q + q_pe`, without forming
-                that (B, N, C) sum (its scores are one shared matrix product).
-            residual_in_place: the output may be accumulated into `residual` (saves writing a
-                copy of it first); only for a (B, N, C) residual that nothing reads afterwards.
 
         Returns:
             (B, N, C).
@@ -162,8 +142,6 @@ class Attention(nn.Module):
         # Scores are laid out (B, h, T, N): the softmax over T then runs along a strided axis,
         # vectorised over the N image positions.
         if q.shape[0] == 1:
-            if q_pe is not None:
-                q = q + q_pe
             # Shared queries: project them once; the scores have only d terms each.
             qh = self.q_proj(q[0]).reshape(-1, heads, d)  # (N, Ci) -> (N, h, d)
             logits = torch.einsum("bthd,nhd->bhtn", kh * scale, qh)  # (B, h, T, N)
@@ -171,16 +149,9 @@ class Attention(nn.Module):
             w_q = self.q_proj.weight.reshape(heads, d, c)  # (Ci, C) -> (h, d, C)
             k_fold = torch.einsum("bthd,hdc->bhtc", kh * scale, w_q).reshape(b, heads * t, c)
             k_bias = torch.einsum("bthd,hd->bht", kh * scale, self.q_proj.bias.reshape(heads, d))
-            k_bias = k_bias.reshape(b, heads * t, 1)
-            if q_pe is None:
-                # (B, h*T, C) @ (B, C, N) + (B, h*T, 1) -> (B, h*T, N)
-                logits = torch.baddbmm(k_bias, k_fold, q.transpose(1, 2))
-            else:
-                # (B*h*T, C) @ (C, N) -> (B, h*T, N), then + bias + (B, h*T, C) @ (B, C, N)
-                logits = torch.mm(k_fold.reshape(b * heads * t, c), q_pe[0].t())
-                logits = logits.view(b, heads * t, -1).add_(k_bias)
-                logits.baddbmm_(k_fold, q.transpose(1, 2))
-            logits = logits.reshape(b, heads, t, -1)  # (B, h*T, N) -> (B, h, T, N)
+            # (B, h*T, C) @ (B, C, N) + (B, h*T, 1) -> (B, h*T, N) -> (B, h, T, N)
+            logits = torch.baddbmm(k_bias.reshape(b, heads * t, 1), k_fold, q.transpose(1, 2))
+            logits = logits.reshape(b, heads, t, -1)
         probs = logits.softmax(dim=2).reshape(b, heads * t, -1)  # (B, h, T, N) -> (B, h*T, N)
         w_o = self.out_proj.weight.reshape(c, heads, d)  # (C, Ci) -> (C, h, d)
         v_fold = torch.einsum("bthd,chd->bhtc", vh, w_o).reshape(b, heads * t, c)  # (B, h*T, C)
@@ -188,42 +159,31 @@ class Attention(nn.Module):
         v_fold = v_fold + self.out_proj.bias / heads
         if residual is None:
             return torch.bmm(probs.transpose(1, 2), v_fold)  # (B, N, h*T) @ (B, h*T, C)
-        if residual_in_place and residual.shape[0] == b:
-            return residual.baddbmm_(probs.transpose(1, 2), v_fold)
         return torch.baddbmm(residual, probs.transpose(1, 2), v_fold)
 
 
 def _attend_image_to_tokens(
-    attn: Attention,
-    q: torch.Tensor,
-    q_pe: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    residual: torch.Tensor,
-    residual_in_place: bool,
+    attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor
 ) -> torch.Tensor:
-    """`residual` + image positions `q + q_pe` ((Bq, N, C) + (1, N, C)) attending to tokens
-    (B, T, C); picks the cheaper exact form (`residual_in_place`: see `forward_few_keys`)."""
+    """`residual` + image positions (Bq, N, C) attending to tokens (B, T, C); picks the cheaper
+    exact form."""
     if attn.folding_pays(k.shape[1]):
-        return attn.forward_few_keys(
-            q, k, v, residual=residual, q_pe=q_pe, residual_in_place=residual_in_place
-        )
-    return residual + attn(q + q_pe, k, v)
+        return attn.forward_few_keys(q, k, v, residual=residual)
+    return residual + attn(q, k, v)
 
 
 def _attend_tokens_to_image(
-    attn: Attention, q: torch.Tensor, k: torch.Tensor, k_pe: torch.Tensor, v: torch.Tensor
+    attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 ) -> torch.Tensor:
-    """Tokens (B, T, C) attend to image positions `k + k_pe` ((Bk, N, C) + (1, N, C)) with
-    values `v`; picks the cheaper exact form.
+    """Tokens (B, T, C) attend to image positions (Bk, N, C); picks the cheaper exact form.
 
     Image positions shared by several prompts are projected once (plain form); otherwise the
     projections are folded into the tokens when they are few.
     """
     shared = k.shape[0] == 1 and q.shape[0] > 1
     if not shared and attn.folding_pays(q.shape[1]):
-        return attn.forward_folded(q, k, v, k_pe)
-    return attn(q, k + k_pe, v)
+        return attn.forward_folded(q, k, v)
+    return attn(q, k, v)
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -274,8 +234,6 @@ class TwoWayAttentionBlock(nn.Module):
         keys: torch.Tensor,
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
-        *,
-        keys_owned: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One layer.
 
@@ -284,7 +242,6 @@ class TwoWayAttentionBlock(nn.Module):
             keys: (Bk, N, C) image positions, Bk = 1 (shared by all prompts) or B.
             query_pe: (B, T, C) the tokens' positional codes (their initial values).
             key_pe: (1, N, C) positional codes of the image positions.
-            keys_owned: `keys` is a temporary that this layer may overwrite (no autograd).
 
         Returns:
             queries (B, T, C) and keys (B, N, C).
@@ -296,19 +253,15 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
 
-        # The image positions with their codes, keys + key_pe, are formed only where one image
-        # is shared by all prompts; per prompt, the attentions add the codes' share of the
-        # scores from one product with key_pe (a (B, N, C) sum costs more memory traffic).
+        k = keys + key_pe
         q = queries + query_pe
-        attn_out = _attend_tokens_to_image(self.cross_attn_token_to_image, q, keys, key_pe, keys)
+        attn_out = _attend_tokens_to_image(self.cross_attn_token_to_image, q, k, keys)
         queries = self.norm2(queries + attn_out)
 
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        attn = self.cross_attn_image_to_token
-        in_place = keys_owned and not torch.is_grad_enabled()
-        keys = _attend_image_to_tokens(attn, keys, key_pe, q, queries, keys, in_place)
+        keys = _attend_image_to_tokens(self.cross_attn_image_to_token, k, q, queries, keys)
         keys = self.norm4(keys)
         return queries, keys
 
@@ -378,12 +331,11 @@ class TwoWayTransformer(nn.Module):
         keys = image_embedding.flatten(2).transpose(1, 2)  # (Bk, C, h, w) -> (Bk, h*w, C)
         key_pe = image_pe.flatten(2).transpose(1, 2)  # (1, C, h, w) -> (1, h*w, C)
         queries = point_embedding
-        for i, layer in enumerate(self.layers):
-            # Layers after the first get image positions that the previous layer made.
-            queries, keys = layer(queries, keys, point_embedding, key_pe, keys_owned=i > 0)
+        for layer in self.layers:
+            queries, keys = layer(queries, keys, point_embedding, key_pe)
         q = queries + point_embedding
-        attn = self.final_attn_token_to_image
-        attn_out = _attend_tokens_to_image(attn, q, keys, key_pe, keys)
+        k = keys + key_pe
+        attn_out = _attend_tokens_to_image(self.final_attn_token_to_image, q, k, keys)
         queries = self.norm_final_attn(queries + attn_out)
         if keys.shape[0] != queries.shape[0]:  # depth 0: the image was never updated per prompt
             keys = keys.expand(queries.shape[0], -1, -1)
