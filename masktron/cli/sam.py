@@ -56,6 +56,16 @@ def _numbers(text: str, counts: tuple[int, ...], what: str) -> list[float]:
 _FORMS = {"--point": ("X,Y", "X,Y,LABEL"), "--box": ("X0,Y0,X1,Y1",)}
 
 
+def add_precision_argument(parser: argparse.ArgumentParser, what: str, doc: str) -> None:
+    """`--precision {fp32,bf16,fp16}` (default fp32): run `what` in reduced precision."""
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help=f"run {what} in bf16/fp16 (fp16: CUDA only); see {doc}",
+    )
+
+
 def parse_point(text: str) -> tuple[float, float, int]:
     """'X,Y' or 'X,Y,LABEL' (LABEL 1 = foreground, 0 = background)."""
     values = _numbers(text, (2, 3), "--point")
@@ -110,13 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--multimask", action="store_true", help="keep SAM's 3 candidate masks")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: cuda if available)")
-    parser.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        default="fp32",
-        help="run the image encoder and mask upscaling in bf16/fp16 (fp16: CUDA only); "
-        "see docs/speed.md",
-    )
+    add_precision_argument(parser, "the image encoder and mask upscaling", "docs/speed.md")
     add_limit_arguments(parser)
     auto = parser.add_argument_group("--auto options (Meta's defaults)")
     auto.add_argument("--points-per-side", type=int, default=32)

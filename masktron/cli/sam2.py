@@ -39,6 +39,7 @@ import numpy as np
 
 from masktron.cli.input_limits import add_limit_arguments
 from masktron.cli.main import CommandError
+from masktron.cli.sam import add_precision_argument
 from masktron.cli.sam import parse_box as _parse_box_values
 from masktron.cli.sam import parse_point as _parse_point_values
 
@@ -114,13 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--multimask", action="store_true", help="keep the 3 candidate masks")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: cuda if available)")
-    parser.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        default="fp32",
-        help="run the image encoder and the video memory in bf16/fp16 (fp16: CUDA only); "
-        "see docs/sam2.md",
-    )
+    add_precision_argument(parser, "the image encoder and the video memory", "docs/sam2.md")
     add_limit_arguments(parser)
     auto = parser.add_argument_group("--auto options (Meta's SAM 2 defaults)")
     auto.add_argument("--points-per-side", type=int, default=32)

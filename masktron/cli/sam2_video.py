@@ -1,9 +1,10 @@
 """`masktron sam2` on a video file or a folder of frames: track prompted objects, write results.
 
 Prompts become objects (ids from 1: the boxes in the order given, then the positive points):
-every box is one object, every positive point (label 1) is one object, and a negative point (label 0) belongs to the last
-object prompted on the same frame. A prompt's frame defaults to 0. Tracking runs forward from
-the earliest prompted frame to the end, then backward from it to frame 0.
+every box is one object, every positive point (label 1) is one object, and a negative point
+(label 0) belongs to the last object prompted on the same frame. A prompt's frame defaults to
+0. Tracking runs forward from the earliest prompted frame to the end, then backward from it to
+frame 0.
 
 Writes, into the output folder (STEM: the video's or folder's name):
   STEM_masks/FFFFF_objN.png   one black/white PNG per frame and object, at the video's size

@@ -282,12 +282,11 @@ _SEGMENTATION = operator.itemgetter("segmentation")
 
 
 def check_gt_segmentations(
-    dataset: Mapping, source: str, image_sizes: Mapping[Any, tuple[int, int]] | None = None
+    dataset: Mapping, source: str, image_sizes: Mapping[Any, tuple[int, int]]
 ) -> list[Any]:
     """Check that every annotation has a usable `segmentation` (needed for mask AP).
 
-    `image_sizes` (image id -> (height, width)) saves a pass over the images when the caller
-    has them.
+    `image_sizes`: image id -> (height, width), as `check_gt_dataset` returns them.
 
     Returns:
         The N segmentations (the annotations' own objects: read them, never modify them).
@@ -311,9 +310,6 @@ def check_gt_segmentations(
                 )
     if all_polygons:
         return segms
-    sizes = image_sizes
-    if sizes is None:
-        sizes = {image["id"]: (image["height"], image["width"]) for image in dataset["images"]}
     compressed, compressed_sizes, where = [], [], []
     uncompressed, uncompressed_where = [], []
     for i, segm in enumerate(segms):
@@ -324,7 +320,7 @@ def check_gt_segmentations(
                 f"{source}: annotations[{i}]: 'segmentation' must be polygons (a list) or RLE "
                 "(a dict with size, counts)"
             )
-        h, w = sizes[annotations[i]["image_id"]]
+        h, w = image_sizes[annotations[i]["image_id"]]
         try:
             check_rle_size(segm, h, w, uncompressed_runs=False)
         except ValueError as e:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from masktron.models.channels_last import set_channels_last
 from masktron.models.precision import _cast_floats, precision_dtype
 from masktron.models.sam.sam import Sam
 
@@ -35,9 +36,7 @@ def _low_precision(module: nn.Module, dtype: torch.dtype, *, channels_last: bool
     inputs (positional and keyword) are cast down, floating outputs back to float32."""
     module.to(dtype)
     if channels_last:
-        for layer in module.modules():
-            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-                layer.to(memory_format=torch.channels_last)
+        set_channels_last(module)
 
     def cast_inputs(
         _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
