@@ -13,7 +13,8 @@ import contextlib
 import copy
 import io
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,6 +237,27 @@ def _engine_results(gt: CocoGroundTruth, dets: CheckedResults, engine: str, iou_
         return empty
 
 
+def _evaluate_during(evaluator: Any, check: Callable[[], None]) -> None:
+    """`evaluator.evaluate()` in a thread while `check()` runs in this one; `check`'s error
+    (raised once the thread is done) wins over the engine's result."""
+    errors: list[BaseException] = []
+
+    def evaluate() -> None:
+        try:
+            evaluator.evaluate()
+        except BaseException as e:  # (re-raised below, in the caller's thread)
+            errors.append(e)
+
+    thread = threading.Thread(target=evaluate, name="masktron-cocoeval", daemon=True)
+    thread.start()
+    try:
+        check()
+    finally:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def run_cocoeval(
     gt: CocoGroundTruth,
     dets: CheckedResults,
@@ -252,6 +274,11 @@ def run_cocoeval(
     COCO's 17 person sigmas.
     """
     engine = resolve_engine(engine)
+    # hotcoco's loadRes of an array does not decode the masks, and its evaluate (which does)
+    # releases the GIL and reads bad runs without crashing: the run check overlaps it
+    overlap = engine == "hotcoco" and dets.boxes is not None and dets.keypoints is None
+    if not overlap:
+        dets.check_runs()
     coco_dt = _engine_results(gt, dets, engine, iou_type)
     if engine == "hotcoco":
         evaluator = hotcoco.COCOeval(gt.api(engine, iou_type), coco_dt, iou_type)
@@ -267,7 +294,10 @@ def run_cocoeval(
         sigmas = np.asarray(kpt_oks_sigmas, dtype=np.float64)
         evaluator.params.kpt_oks_sigmas = sigmas if engine == "pycocotools" else sigmas.tolist()
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator.evaluate()
+        if overlap and dets.runs_source is not None:
+            _evaluate_during(evaluator, dets.check_runs)
+        else:
+            evaluator.evaluate()
         evaluator.accumulate()
     params = evaluator.params
     engine_cats = list(params.catIds)
@@ -340,9 +370,14 @@ def check_max_dets(max_dets: Sequence[int]) -> list[int]:
 
 
 def check_results(
-    gt: CocoGroundTruth, detections: str | os.PathLike | list[dict[str, Any]], iou_type: str
+    gt: CocoGroundTruth,
+    detections: str | os.PathLike | list[dict[str, Any]],
+    iou_type: str,
+    *,
+    defer_runs: bool = False,
 ) -> CheckedResults:
-    """COCO results (a list of dicts or a JSON path) checked against `gt` for `iou_type`."""
+    """COCO results (a list of dicts or a JSON path) checked against `gt` for `iou_type`
+    (`defer_runs`: see `check_detections`; `run_cocoeval` finishes the check)."""
     source = "results"
     if isinstance(detections, (str, os.PathLike)):
         source, detections = os.fspath(detections), read_json(detections)
@@ -353,6 +388,7 @@ def check_results(
         iou_type=iou_type,
         source=source,
         num_keypoints=gt.num_keypoints if iou_type == "keypoints" else None,
+        defer_runs=defer_runs,
     )
 
 
@@ -409,7 +445,7 @@ def coco_evaluate(
         if not gt.has_annotations:
             raise ValueError(f"{gt.source} has no 'annotations' (a test set?): nothing to evaluate")
         gt.check_task(iou_type)
-        checked = check_results(gt, detections, iou_type)
+        checked = check_results(gt, detections, iou_type, defer_runs=True)
         check_kpt_sigmas(kpt_oks_sigmas, gt, iou_type)
         if img_ids is not None:
             unknown = [i for i in img_ids if i not in gt.image_sizes]

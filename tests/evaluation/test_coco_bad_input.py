@@ -72,6 +72,45 @@ def test_malformed_rle_of_the_right_size(val):
         coco_evaluate(path, [one(gt, segmentation=short)], "segm")
 
 
+def _compress_runs(runs: list[int]) -> str:
+    """Runs in COCO's compressed RLE string form, any runs (negative ones too)."""
+    out = []
+    for i, run in enumerate(runs):
+        x = run - runs[i - 2] if i > 2 else run
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            out.append(chr(48 + (c | 0x20 if more else c)))
+    return "".join(out)
+
+
+@pytest.mark.parametrize("runs", ["past", "negative"])
+@pytest.mark.parametrize("backend", ["hotcoco", "pycocotools"])
+def test_malformed_runs_of_well_formed_strings(val, runs, backend):
+    """Runs that only decoding finds (checked while hotcoco's evaluate runs): our error."""
+    path, gt = val
+    image = gt["images"][0]
+    h, w = image["height"], image["width"]
+    counts = [5, 10, h * w] if runs == "past" else [5, 10, -3, h * w - 12]
+    assert (
+        _compress_runs([5, 10, h * w - 15])
+        == mask_util.frPyObjects({"size": [h, w], "counts": [5, 10, h * w - 15]}, h, w)[
+            "counts"
+        ].decode()
+    )
+    good = mask_util.encode(np.asfortranarray(np.ones((h, w), np.uint8)))["counts"].decode()
+    results = [
+        one(gt, segmentation={"size": [h, w], "counts": c})
+        for c in (good, _compress_runs(counts), good)
+    ]
+    with pytest.raises(ValueError, match=r"result #1 .*malformed RLE"):
+        coco_evaluate(path, results, "segm", backend=backend)
+    results[1]["segmentation"]["counts"] = good
+    assert coco_evaluate(path, results, "segm", backend=backend)["AP"] >= 0
+
+
 def test_unknown_image_and_category_are_listed(val):
     path, gt = val
     with pytest.raises(ValueError, match=r"results: 2 results are on images not in .*123456789"):
