@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from masktron.layers import ROIAlign
+from masktron.layers.roi_align_parallel import roi_align_split
 from masktron.structures import Boxes
 
 
@@ -35,6 +36,12 @@ def boxes_to_rois(boxes: list[Boxes]) -> torch.Tensor:
     # t.shape[0], not len(t): a traced (ONNX) graph keeps the number of boxes dynamic
     index = torch.cat([torch.full_like(t[:, :1], i) for i, t in enumerate(tensors)])
     return torch.cat([index, torch.cat(tensors)], dim=1)
+
+
+def _contiguous(feature: torch.Tensor) -> torch.Tensor:
+    """`feature` (N, C, H, W)-contiguous: torchvision's CPU kernel would make a channels-last map
+    contiguous in every call, i.e. once per level per thread; here once."""
+    return feature.contiguous() if feature.device.type == "cpu" else feature
 
 
 class ROIPooler(nn.Module):
@@ -88,7 +95,8 @@ class ROIPooler(nn.Module):
             return features[0].new_zeros(0, features[0].shape[1], size, size)
         rois = boxes_to_rois(boxes)
         if len(self.level_poolers) == 1:
-            return self.level_poolers[0](features[0], rois)
+            (only,) = roi_align_split([(self.level_poolers[0], _contiguous(features[0]), rois)])
+            return only[0] if len(only) == 1 else torch.cat(only)
         levels = assign_boxes_to_levels(
             boxes, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
         )
@@ -96,10 +104,19 @@ class ROIPooler(nn.Module):
             return self._forward_traced(features, rois, levels)
         channels, size = features[0].shape[1], self.output_size
         out = features[0].new_zeros(len(rois), channels, size, size)
+        calls, indices = [], []
         for level, (feature, pooler) in enumerate(zip(features, self.level_poolers)):
             idx = torch.nonzero(levels == level, as_tuple=True)[0]
             if idx.numel():
-                out[idx] = pooler(feature, rois[idx]).to(out.dtype)
+                calls.append((pooler, _contiguous(feature), rois[idx]))
+                indices.append(idx)
+        # The boxes of all levels are split across threads (torchvision's CPU kernel uses
+        # one); each level's pieces go back to their boxes' rows.
+        for idx, pieces in zip(indices, roi_align_split(calls)):
+            start = 0
+            for piece in pieces:
+                out[idx[start : start + len(piece)]] = piece.to(out.dtype)
+                start += len(piece)
         return out
 
     def _forward_traced(
