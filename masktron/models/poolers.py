@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -38,10 +39,41 @@ def boxes_to_rois(boxes: list[Boxes]) -> torch.Tensor:
     return torch.cat([index, torch.cat(tensors)], dim=1)
 
 
-def _contiguous(feature: torch.Tensor) -> torch.Tensor:
-    """`feature` (N, C, H, W)-contiguous: torchvision's CPU kernel would make a channels-last map
-    contiguous in every call, i.e. once per level per thread; here once."""
-    return feature.contiguous() if feature.device.type == "cpu" else feature
+def nchw_contiguous(feature: torch.Tensor) -> torch.Tensor:
+    """A channels-last CPU map (N, C, H, W) copied to the (N, C, H, W)-contiguous layout
+    RoIAlign reads; any other `feature` as it is.
+
+    torchvision's CPU kernel makes a channels-last map contiguous itself, in every call, by a
+    strided copy; here it is copied once, as 2-D transposes that PyTorch copies in cache-sized
+    blocks (about 3.5x less CPU time for a 256x200x200 map). Same values. Autograd, tracing,
+    `torch.compile` and export see the map unchanged.
+    """
+    if (
+        feature.dim() != 4
+        or feature.is_contiguous()
+        or not feature.is_contiguous(memory_format=torch.channels_last)
+        or feature.device.type != "cpu"
+        or type(feature) is not torch.Tensor
+        or (torch.is_grad_enabled() and feature.requires_grad)
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+    ):
+        return feature
+    n, c, h, w = feature.shape
+    out = feature.new_empty(n, c, h, w)
+    for i in range(n):
+        # (C, H, W) channels-last -> (H, W, C) contiguous -> (H*W, C) -> transposed (C, H*W)
+        out[i].view(c, h * w).copy_(feature[i].permute(1, 2, 0).reshape(h * w, c).t())
+    return out
+
+
+def nchw_feature_maps(
+    features: dict[str, torch.Tensor], names: Iterable[str]
+) -> dict[str, torch.Tensor]:
+    """`features` with the maps `names` made `nchw_contiguous`: done once where several
+    poolers (box, mask, keypoint, cascade stages) read the same maps."""
+    converted = {name: nchw_contiguous(features[name]) for name in set(names)}
+    return {**features, **converted}
 
 
 class ROIPooler(nn.Module):
@@ -95,7 +127,7 @@ class ROIPooler(nn.Module):
             return features[0].new_zeros(0, features[0].shape[1], size, size)
         rois = boxes_to_rois(boxes)
         if len(self.level_poolers) == 1:
-            (only,) = roi_align_split([(self.level_poolers[0], _contiguous(features[0]), rois)])
+            (only,) = roi_align_split([(self.level_poolers[0], nchw_contiguous(features[0]), rois)])
             return only[0] if len(only) == 1 else torch.cat(only)
         levels = assign_boxes_to_levels(
             boxes, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
@@ -108,7 +140,7 @@ class ROIPooler(nn.Module):
         for level, (feature, pooler) in enumerate(zip(features, self.level_poolers)):
             idx = torch.nonzero(levels == level, as_tuple=True)[0]
             if idx.numel():
-                calls.append((pooler, _contiguous(feature), rois[idx]))
+                calls.append((pooler, nchw_contiguous(feature), rois[idx]))
                 indices.append(idx)
         # The boxes of all levels are split across threads (torchvision's CPU kernel uses
         # one); each level's pieces go back to their boxes' rows.

@@ -5,7 +5,7 @@ import torch
 
 from masktron.layers import ROIAlign
 from masktron.layers import roi_align_parallel as parallel
-from masktron.models.poolers import ROIPooler
+from masktron.models.poolers import ROIPooler, nchw_contiguous, nchw_feature_maps
 from masktron.structures import Boxes
 
 
@@ -96,3 +96,15 @@ def test_fallbacks_make_one_call(two_threads):
         assert len(parallel.roi_align_split([(module, features, rois)])[0]) == 2
         torch.set_num_threads(1)
         assert len(parallel.roi_align_split([(module, features, rois)])[0]) == 1
+
+
+def test_nchw_contiguous_copies_channels_last_maps_only():
+    g = torch.Generator().manual_seed(2)
+    maps = {f"p{k}": torch.randn(2, 8, 9 * k, 7 * k, generator=g) for k in (2, 3)}
+    maps["p3"] = maps["p3"].contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out = nchw_feature_maps(maps, ["p2", "p3", "p3"])
+    assert out["p2"] is maps["p2"]  # already (N, C, H, W)-contiguous
+    assert out["p3"].is_contiguous() and torch.equal(out["p3"], maps["p3"])
+    grad = maps["p3"].clone().requires_grad_()
+    assert nchw_contiguous(grad) is grad  # autograd keeps the map (and RoIAlign's own copy)

@@ -13,7 +13,7 @@ from torch import nn
 from masktron.config.configurable import configurable
 from masktron.layers import ShapeSpec
 from masktron.models.matcher import Matcher, subsample_labels
-from masktron.models.poolers import ROIPooler
+from masktron.models.poolers import ROIPooler, nchw_feature_maps
 from masktron.models.roi_heads.box_head import FastRCNNConvFCHead, FastRCNNOutputLayers
 from masktron.models.roi_heads.keypoint_head import (
     KRCNNConvDeconvUpsampleHead,
@@ -218,8 +218,18 @@ class StandardROIHeads(ROIHeads):
             if self.keypoint_on:
                 losses.update(self._forward_keypoint(features, proposals))
             return proposals, losses
+        features = nchw_feature_maps(features, self._pooled_feature_names())
         detections = self._forward_box(features, proposals)
         return self.forward_with_given_boxes(features, detections), {}
+
+    def _pooled_feature_names(self) -> list[str]:
+        """The feature maps the box, mask and keypoint poolers read."""
+        names = list(self.box_in_features)
+        if self.mask_on:
+            names += self.mask_in_features
+        if self.keypoint_on:
+            names += self.keypoint_in_features
+        return names
 
     def forward_with_given_boxes(
         self, features: dict[str, torch.Tensor], instances: list[Instances]
