@@ -274,11 +274,12 @@ def run_cocoeval(
     COCO's 17 person sigmas.
     """
     engine = resolve_engine(engine)
-    # hotcoco's loadRes of an array does not decode the masks, and its evaluate (which does)
-    # releases the GIL and reads bad runs without crashing: the run check overlaps it
+    # hotcoco's loadRes of an array does not read the masks, and its evaluate (which does)
+    # releases the GIL and reads malformed RLE strings without crashing (it scores them as
+    # whatever they decode to): the check of the strings overlaps it, and its error wins
     overlap = engine == "hotcoco" and dets.boxes is not None and dets.keypoints is None
     if not overlap:
-        dets.check_runs()
+        dets.check_masks()
     coco_dt = _engine_results(gt, dets, engine, iou_type)
     if engine == "hotcoco":
         evaluator = hotcoco.COCOeval(gt.api(engine, iou_type), coco_dt, iou_type)
@@ -294,8 +295,8 @@ def run_cocoeval(
         sigmas = np.asarray(kpt_oks_sigmas, dtype=np.float64)
         evaluator.params.kpt_oks_sigmas = sigmas if engine == "pycocotools" else sigmas.tolist()
     with contextlib.redirect_stdout(io.StringIO()):
-        if overlap and dets.runs_source is not None:
-            _evaluate_during(evaluator, dets.check_runs)
+        if overlap and dets.masks_source is not None:
+            _evaluate_during(evaluator, dets.check_masks)
         else:
             evaluator.evaluate()
         evaluator.accumulate()
@@ -374,10 +375,10 @@ def check_results(
     detections: str | os.PathLike | list[dict[str, Any]],
     iou_type: str,
     *,
-    defer_runs: bool = False,
+    defer_masks: bool = False,
 ) -> CheckedResults:
     """COCO results (a list of dicts or a JSON path) checked against `gt` for `iou_type`
-    (`defer_runs`: see `check_detections`; `run_cocoeval` finishes the check)."""
+    (`defer_masks`: see `check_detections`; `run_cocoeval` finishes the check)."""
     source = "results"
     if isinstance(detections, (str, os.PathLike)):
         source, detections = os.fspath(detections), read_json(detections)
@@ -388,7 +389,7 @@ def check_results(
         iou_type=iou_type,
         source=source,
         num_keypoints=gt.num_keypoints if iou_type == "keypoints" else None,
-        defer_runs=defer_runs,
+        defer_masks=defer_masks,
     )
 
 
@@ -445,7 +446,7 @@ def coco_evaluate(
         if not gt.has_annotations:
             raise ValueError(f"{gt.source} has no 'annotations' (a test set?): nothing to evaluate")
         gt.check_task(iou_type)
-        checked = check_results(gt, detections, iou_type, defer_runs=True)
+        checked = check_results(gt, detections, iou_type, defer_masks=True)
         check_kpt_sigmas(kpt_oks_sigmas, gt, iou_type)
         if img_ids is not None:
             unknown = [i for i in img_ids if i not in gt.image_sizes]

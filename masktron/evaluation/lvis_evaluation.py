@@ -43,7 +43,7 @@ def run_lvis_eval(
         ({"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR@300", ...}, arrays).
     """
     hotcoco = require_hotcoco("LVIS evaluation")
-    dets.check_runs()  # (when the caller deferred them)
+    dets.check_masks()  # (when the caller deferred the check)
     coco_gt = gt.api("hotcoco", iou_type)
     results = dets.to_dicts()
     for r, image_id, cat_id in zip(

@@ -22,7 +22,7 @@ from masktron.evaluation.coco_checks import (
     is_number,
     list_ids,
 )
-from masktron.evaluation.rle import check_compressed_rles, malformed_runs, to_compressed_rle
+from masktron.evaluation.rle import check_compressed_rles, to_compressed_rle
 
 _KEYS = ("image_id", "category_id", "score")
 # Results numbered 1..N by a tool that did not know the ground truth land on other images.
@@ -43,8 +43,8 @@ class CheckedResults:
         segmentations: N compressed RLEs {"size": [h, w], "counts": str}, or None (possibly
             the caller's dicts: read them, never modify them).
         keypoints: (N, 3K) float64 x, y, score triplets in pixels, or None.
-        runs_source: set by `check_detections(..., defer_runs=True)`: the masks' runs are not
-            checked yet; `check_runs` must run before an engine decodes them.
+        masks_source: set by `check_detections(..., defer_masks=True)`: the compressed RLE
+            strings are not checked yet; `check_masks` must run before anything trusts them.
     """
 
     image_ids: list[Any]
@@ -53,19 +53,18 @@ class CheckedResults:
     boxes: np.ndarray | None = None
     segmentations: list[dict[str, Any]] | None = None
     keypoints: np.ndarray | None = None
-    runs_source: str | None = None
+    masks_source: str | None = None
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def check_runs(self) -> None:
-        """Check the deferred mask runs (nothing to do when none are deferred)."""
-        if self.runs_source is None or self.segmentations is None:
+    def check_masks(self) -> None:
+        """Check the deferred RLE strings (nothing to do when none are deferred)."""
+        if self.masks_source is None or self.segmentations is None:
             return
-        rles = self.segmentations
-        for k in malformed_runs(rles, np.ones(len(rles), dtype=bool)).nonzero()[0]:
-            raise ValueError(_malformed(self.runs_source, int(k), self.image_ids[k]))
-        self.runs_source = None
+        for k in check_compressed_rles(self.segmentations).nonzero()[0]:
+            raise ValueError(_malformed(self.masks_source, int(k), self.image_ids[k]))
+        self.masks_source = None
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """COCO result dicts with only the checked fields (new objects, free to modify)."""
@@ -169,7 +168,7 @@ def _malformed(source: str, k: int, image_id: Any) -> str:
 
 
 def _check_segmentations(
-    results: list, image_ids: list, image_sizes: Mapping, source: str, runs: bool = True
+    results: list, image_ids: list, image_sizes: Mapping, source: str, strings: bool = True
 ) -> list[dict[str, Any]]:
     segms = column_or(results, "segmentation")
     counts = _usual_counts(segms, image_ids, image_sizes)
@@ -186,8 +185,9 @@ def _check_segmentations(
             except ValueError as e:
                 hint = _SIZE_HINT if "is not the image's" in str(e) else ""
                 raise ValueError(f"{where}: 'segmentation': {e}{hint}") from None
-    for k in check_compressed_rles(rles, counts=counts, runs=runs).nonzero()[0]:
-        raise ValueError(_malformed(source, int(k), image_ids[k]))
+    if strings:
+        for k in check_compressed_rles(rles, counts=counts).nonzero()[0]:
+            raise ValueError(_malformed(source, int(k), image_ids[k]))
     return rles
 
 
@@ -225,7 +225,7 @@ def check_detections(
     iou_type: str,
     source: str,
     num_keypoints: int | None = None,
-    defer_runs: bool = False,
+    defer_masks: bool = False,
 ) -> CheckedResults:
     """Check COCO results; return them as columns. The caller's dicts are not modified.
 
@@ -237,9 +237,10 @@ def check_detections(
         iou_type: "bbox", "segm" or "keypoints".
         source: the file (or a description) the results came from, for error messages.
         num_keypoints: K, the ground truth's keypoints per instance (for "keypoints").
-        defer_runs: leave the runs of compressed RLE masks (hotcoco's decoding pass, the
-            slowest check) to `CheckedResults.check_runs`, for a caller that overlaps it with
-            work that does not decode them (`coco_engine.run_cocoeval` does).
+        defer_masks: leave the check of the compressed RLE strings (their characters and
+            hotcoco's decoding of their runs, the slowest check) to
+            `CheckedResults.check_masks`, for a caller that overlaps it with work that reads
+            them safely (`coco_engine.run_cocoeval` does).
     """
     if not isinstance(results, list):
         raise ValueError(
@@ -258,9 +259,9 @@ def check_detections(
     checked.boxes = _check_boxes(results, iou_type, source)
     if iou_type == "segm":
         checked.segmentations = _check_segmentations(
-            results, image_ids, image_sizes, source, runs=not defer_runs
+            results, image_ids, image_sizes, source, strings=not defer_masks
         )
-        checked.runs_source = source if defer_runs else None
+        checked.masks_source = source if defer_masks else None
     if iou_type == "keypoints":
         checked.keypoints = _check_keypoints(results, num_keypoints, source)
     return checked

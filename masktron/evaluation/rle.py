@@ -31,7 +31,6 @@ def check_compressed_rles(
     sizes: Sequence[tuple[int, int]] | None = None,
     *,
     counts: Sequence[str | bytes] | None = None,
-    runs: bool = True,
 ) -> np.ndarray:
     """Which compressed RLEs are malformed.
 
@@ -41,8 +40,6 @@ def check_compressed_rles(
         sizes: N (height, width) of the images the masks belong to (each RLE's `size`, as
             the caller has checked).
         counts: the N RLEs' `counts`, when the caller has them already.
-        runs: False: the characters only; the runs are left to `malformed_runs` (which the
-            caller must then run before anything trusts the masks).
 
     Returns:
         (N,) bool, True where the RLE is unusable: a character outside the format's alphabet, a
@@ -69,22 +66,12 @@ def check_compressed_rles(
         nonempty = np.flatnonzero(lengths)
         more = ((chars[ends[nonempty] - 1].astype(np.int64) - _FIRST_CHAR) & _MORE) != 0
         bad[nonempty[more]] = True  # the last run is cut short
-    if runs:
-        bad |= malformed_runs(rles, ~bad)
-    return bad
-
-
-def malformed_runs(rles: Sequence[Mapping[str, Any]], candidates: np.ndarray) -> np.ndarray:
-    """Which of the `candidates` ((N,) bool) compressed RLEs, well formed character by
-    character (`check_compressed_rles(..., runs=False)`), have a negative run or runs past
-    height*width pixels: (N,) bool, all False without hotcoco (which decodes them)."""
-    bad = np.zeros(len(rles), dtype=bool)
     if hotcoco is None:
         return bad
-    good = np.flatnonzero(candidates)
-    subset = rles if len(good) == len(rles) else [rles[int(i)] for i in good]
+    good = np.flatnonzero(~bad)
+    candidates = rles if len(good) == n else [rles[int(i)] for i in good]
     try:
-        hotcoco.mask.area(subset)  # reads `counts` as str or bytes, `size` as given
+        hotcoco.mask.area(candidates)  # reads `counts` as str or bytes, `size` as given
     except ValueError:  # only now one by one, to say which
         for i in good:
             try:

@@ -86,10 +86,11 @@ def _compress_runs(runs: list[int]) -> str:
     return "".join(out)
 
 
-@pytest.mark.parametrize("runs", ["past", "negative"])
+@pytest.mark.parametrize("runs", ["past", "negative", "cut short"])
 @pytest.mark.parametrize("backend", ["hotcoco", "pycocotools"])
-def test_malformed_runs_of_well_formed_strings(val, runs, backend):
-    """Runs that only decoding finds (checked while hotcoco's evaluate runs): our error."""
+def test_malformed_rles_among_good_ones(val, runs, backend):
+    """Runs only decoding finds, or a string cut short, in results with boxes (with hotcoco
+    checked while its evaluate runs): our error, naming the result."""
     path, gt = val
     image = gt["images"][0]
     h, w = image["height"], image["width"]
@@ -103,7 +104,7 @@ def test_malformed_runs_of_well_formed_strings(val, runs, backend):
     good = mask_util.encode(np.asfortranarray(np.ones((h, w), np.uint8)))["counts"].decode()
     results = [
         one(gt, segmentation={"size": [h, w], "counts": c})
-        for c in (good, _compress_runs(counts), good)
+        for c in (good, _compress_runs(counts) + ("P" if runs == "cut short" else ""), good)
     ]
     with pytest.raises(ValueError, match=r"result #1 .*malformed RLE"):
         coco_evaluate(path, results, "segm", backend=backend)
