@@ -135,13 +135,18 @@ class ROIPooler(nn.Module):
         if torch.jit.is_tracing():
             return self._forward_traced(features, rois, levels)
         channels, size = features[0].shape[1], self.output_size
-        out = features[0].new_zeros(len(rois), channels, size, size)
         calls, indices = [], []
         for level, (feature, pooler) in enumerate(zip(features, self.level_poolers)):
             idx = torch.nonzero(levels == level, as_tuple=True)[0]
             if idx.numel():
                 calls.append((pooler, nchw_contiguous(feature), rois[idx]))
                 indices.append(idx)
+        # Rows of boxes without a level (a NaN size) stay zero; when every box has one, each
+        # row is written below and the zero fill is skipped.
+        covered = sum(len(idx) for idx in indices) == len(rois)
+        out = (features[0].new_empty if covered else features[0].new_zeros)(
+            len(rois), channels, size, size
+        )
         # The boxes of all levels are split across threads (torchvision's CPU kernel uses
         # one); each level's pieces go back to their boxes' rows.
         for idx, pieces in zip(indices, roi_align_split(calls)):

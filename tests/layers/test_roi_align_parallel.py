@@ -108,3 +108,17 @@ def test_nchw_contiguous_copies_channels_last_maps_only():
     assert out["p3"].is_contiguous() and torch.equal(out["p3"], maps["p3"])
     grad = maps["p3"].clone().requires_grad_()
     assert nchw_contiguous(grad) is grad  # autograd keeps the map (and RoIAlign's own copy)
+
+
+def test_pooler_rows_of_boxes_without_a_level_are_zero():
+    g = torch.Generator().manual_seed(3)
+    features = _pyramid(g, channels_last=False)
+    boxes = _random_boxes(5, 256, g)
+    boxes.tensor[2, 0] = float("nan")  # no size, so no level: Detectron2 leaves the row zero
+    pooler = ROIPooler(
+        output_size=2, scales=[1 / 4, 1 / 8, 1 / 16, 1 / 32], sampling_ratio=0,
+        pooler_type="ROIAlignV2",
+    )  # fmt: skip
+    with torch.no_grad():
+        out = pooler(features, [boxes])
+    assert out[2].abs().sum() == 0 and out[[0, 1, 3, 4]].abs().sum(dim=(1, 2, 3)).min() > 0

@@ -140,5 +140,6 @@ class MaskRCNNConvUpsampleHead(BaseMaskRCNNHead):
     def layers(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.conv_norm_relus:
             x = conv(x)
-        x = F.relu(self.deconv(x))
+        # In place: the transposed convolution's backward needs its input, not its output.
+        x = F.relu_(self.deconv(x))
         return self.predictor(x)
