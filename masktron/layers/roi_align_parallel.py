@@ -2,10 +2,11 @@
 
 torchvision's CPU RoIAlign kernel loops over the boxes on one thread (no intra-op parallelism)
 and releases the GIL while it runs. `roi_align_split` cuts the boxes of one or several RoIAlign
-calls (e.g. the levels of a feature pyramid) into `torch.get_num_threads()` runs of balanced
-size and pools them concurrently: the calling thread takes the first run, a persistent pool of
-worker threads the others. Each box's output depends only on that box, so the pieces are equal
-bit for bit to one call over all boxes (tests/layers/test_roi_align_parallel.py).
+calls (e.g. the levels of a feature pyramid) into `torch.get_num_threads()` runs of equal cost
+(bilinear samples, `box_costs`) and pools them concurrently: the calling thread takes the first
+run, a persistent pool of worker threads the others. Each box's output depends only on that
+box, so the pieces are equal bit for bit to one call over all boxes
+(tests/layers/test_roi_align_parallel.py).
 
 It falls back to one call per input (on the calling thread) where threads would not pay or
 could change the result: devices other than the CPU, autograd recording (training), autocast,
@@ -70,14 +71,33 @@ def _threads_for(calls: Sequence[RoIAlignCall]) -> int:
     return min(threads, total // MIN_ROIS_PER_THREAD)
 
 
-def _runs(sizes: list[int], threads: int) -> list[list[tuple[int, int, int]]]:
-    """Cut the boxes of calls of `sizes` boxes into `threads` runs of (almost) equal length.
+def box_costs(module: nn.Module, rois: torch.Tensor) -> torch.Tensor:
+    """(R,) relative CPU cost of pooling each of `rois` (R, 5) with `module` (an `ROIAlign`):
+    its bilinear samples per bin (torchvision's adaptive grid of ceil(side / bins) samples per
+    bin side, or `sampling_ratio` squared), plus one for the per-box work."""
+    ratio = getattr(module, "sampling_ratio", 0)
+    output_size = getattr(module, "output_size", None)
+    if ratio > 0 or output_size is None:
+        return torch.full((rois.shape[0],), float(max(ratio, 1) ** 2 + 1))
+    bins = torch.tensor([output_size[1], output_size[0]], dtype=torch.float32)  # (PW, PH)
+    scale = float(getattr(module, "spatial_scale", 1.0))
+    sides = (rois[:, 3:5] - rois[:, 1:3]).float() * scale  # (R, 2): w, h
+    grid = torch.nan_to_num(torch.ceil(sides / bins), nan=1.0).clamp(1.0, 1e4)
+    return grid.prod(dim=1) + 1.0
+
+
+def _runs(costs: list[torch.Tensor], threads: int) -> list[list[tuple[int, int, int]]]:
+    """Cut the boxes of the calls, of per-box `costs`, into `threads` runs of consecutive
+    boxes and (almost) equal total cost.
 
     Returns:
         per thread, its (call index, first box, end box) slices, in call and box order.
     """
-    total = sum(sizes)
-    bounds = [total * k // threads for k in range(threads + 1)]
+    sizes = [len(c) for c in costs]
+    cumulative = torch.cat(costs).double().cumsum(0)
+    shares = cumulative[-1] * torch.arange(1, threads, dtype=torch.float64) / threads
+    cuts = torch.searchsorted(cumulative, shares, side="right").tolist()
+    bounds = [0, *cuts, sum(sizes)]
     runs: list[list[tuple[int, int, int]]] = []
     for begin, end in zip(bounds[:-1], bounds[1:]):
         run, offset = [], 0
@@ -115,7 +135,7 @@ def roi_align_split(calls: Sequence[RoIAlignCall]) -> list[list[torch.Tensor]]:
     threads = _threads_for(calls)
     if threads == 1:
         return [[module(features, rois)] for module, features, rois in calls]
-    runs = _runs([rois.shape[0] for _, _, rois in calls], threads)
+    runs = _runs([box_costs(module, rois) for module, _, rois in calls], threads)
     inference = torch.is_inference_mode_enabled()
     pool = _workers(threads - 1)
     futures: list[Future[list[torch.Tensor]]] = [

@@ -32,10 +32,19 @@ def _pyramid(generator: torch.Generator, channels_last: bool) -> list[torch.Tens
     return maps
 
 
-def test_runs_split_boxes_evenly_in_call_and_box_order():
-    runs = parallel._runs([5, 0, 7, 3], 3)
-    assert runs == [[(0, 0, 5)], [(2, 0, 5)], [(2, 5, 7), (3, 0, 3)]]
-    assert parallel._runs([4], 2) == [[(0, 0, 2)], [(0, 2, 4)]]
+def test_runs_split_boxes_by_cost_in_call_and_box_order():
+    ones = [torch.ones(n) for n in (5, 0, 7, 3)]
+    assert parallel._runs(ones, 3) == [[(0, 0, 5)], [(2, 0, 5)], [(2, 5, 7), (3, 0, 3)]]
+    # six cheap boxes then two dear ones: 6 | 10 is the most even cut
+    costs = [torch.tensor([1.0] * 6), torch.tensor([5.0] * 2)]
+    assert parallel._runs(costs, 2) == [[(0, 0, 6)], [(1, 0, 2)]]
+
+
+def test_box_costs_count_the_adaptive_sampling_grid():
+    rois = torch.tensor([[0, 0, 0, 28, 14], [0, 10, 10, 122, 66], [0, 0, 0, float("nan"), 9]])
+    costs = parallel.box_costs(ROIAlign(7, 1 / 4, 0), rois)
+    assert costs.tolist() == [2.0, 9.0, 2.0]  # 1x1 samples, 4x2 samples, NaN side counted 1
+    assert parallel.box_costs(ROIAlign(7, 1 / 4, 2), rois).tolist() == [5.0] * 3
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
