@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masktron.models.sam.common import MLP
-from masktron.models.sam.image_encoder import window_partition, window_unpartition
+from masktron.models.sam.windows import grid_to_windows, windows_to_grid
 
 
 def _pool_nhwc(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -62,11 +62,21 @@ class MultiScaleAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, dim) -> (B, H', W', dim_out), H' = H / q_stride (or H)."""
-        b, h, w, _ = x.shape
+        return self.proj(self.attend(self.qkv(x)))
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Attention from projected tokens, before the output projection.
+
+        Args:
+            qkv: (B, H, W, 3*dim_out) output of `qkv`.
+
+        Returns:
+            (B, H', W', dim_out) heads merged, H' = H / q_stride (or H).
+        """
+        b, h, w, _ = qkv.shape
         heads = self.num_heads
         # (B, H, W, 3*C) -> (B, H*W, 3, heads, d) -> (3, B, heads, H*W, d)
-        qkv = self.qkv(x).reshape(b, h * w, 3, heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        q, k, v = qkv.reshape(b, h * w, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         if self.q_stride is not None:
             # (B, heads, H*W, d) -> (B, H, W, heads*d): pool the query grid of all heads at once
             q = q.transpose(1, 2).reshape(b, h, w, -1)
@@ -74,8 +84,7 @@ class MultiScaleAttention(nn.Module):
             h, w = q.shape[1:3]
             q = q.reshape(b, h * w, heads, -1).transpose(1, 2)  # -> (B, heads, H'*W', d)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, H'*W', d)
-        out = out.transpose(1, 2).reshape(b, h, w, -1)  # -> (B, H', W', heads*d)
-        return self.proj(out)
+        return out.transpose(1, 2).reshape(b, h, w, -1)  # -> (B, H', W', heads*d)
 
 
 class MultiScaleBlock(nn.Module):
@@ -130,19 +139,23 @@ class MultiScaleBlock(nn.Module):
             shortcut = self.proj(x)
             if self.q_stride is not None:
                 shortcut = _pool_nhwc(shortcut, self.q_stride)
-        out_hw = (shortcut.shape[1], shortcut.shape[2])
         window = self.window_size
         if window > 0:
-            # Windows are cut from the normalised map: padded positions are zeros there, and
-            # take part in the attention as keys (as SAM 2 was trained).
-            x, _ = window_partition(x, window)  # (B*nW, win, win, dim)
-        x = self.attn(x)
-        if window > 0:
-            if self.q_stride is not None:
-                window //= self.q_stride
-            pad_h = (window - out_hw[0] % window) % window
-            pad_w = (window - out_hw[1] % window) % window
-            x = window_unpartition(x, window, (out_hw[0] + pad_h, out_hw[1] + pad_w), out_hw)
+            # Windows of the normalised map are padded with zeros, which take part in the
+            # attention as keys (as SAM 2 was trained). A zero token's qkv is the bias, so with
+            # padding the projection runs first, on the H*W real tokens only, and its windows
+            # are padded with the bias; without, the narrower map is cut. Either way one copy.
+            # The output projection runs on the real tokens, after the windows are merged back.
+            if x.shape[1] % window or x.shape[2] % window:
+                qkv = grid_to_windows(self.attn.qkv(x), window, self.attn.qkv.bias)
+            else:
+                qkv = self.attn.qkv(grid_to_windows(x, window, None))
+            out = self.attn.attend(qkv)  # (B*nW, win', win', dim_out), win' = win / q_stride
+            out_window = window // self.q_stride if self.q_stride is not None else window
+            out_hw = (shortcut.shape[1], shortcut.shape[2])
+            x = self.attn.proj(windows_to_grid(out, out_window, out_hw))  # (B, H', W', dim_out)
+        else:
+            x = self.attn(x)
         # The residual sums are written in place into the fresh branch outputs (same values,
         # no new buffers).
         x = x.add_(shortcut)
@@ -260,8 +273,9 @@ class Hiera(nn.Module):
         Strides s_i are 4, 8, 16, 32, highest resolution first. The maps are channels-last
         views (permuted, not copied).
         """
-        x = self.patch_embed(x)  # (B, H/4, W/4, C)
-        x = x + self.position_embedding((x.shape[1], x.shape[2]))
+        x = self.patch_embed(x)  # (B, H/4, W/4, C), a view of the convolution's (B, C, h, w)
+        # position table first: the sum takes its (contiguous) layout, which every block reads
+        x = self.position_embedding((x.shape[1], x.shape[2])) + x
         outputs = []
         ends = set(self.stage_ends)
         for i, block in enumerate(self.blocks):

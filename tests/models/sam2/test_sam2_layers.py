@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from masktron.models.sam2.hiera import Hiera
+from masktron.models.sam.image_encoder import window_partition, window_unpartition
+from masktron.models.sam2.hiera import Hiera, MultiScaleBlock, _pool_nhwc
 from masktron.models.sam2.image_encoder import PositionEmbeddingSine, get_1d_sine_pe
 from masktron.models.sam2.memory_attention import RoPEAttention, apply_rope, axial_rope_angles
 from masktron.models.sam2.memory_bank import (
@@ -69,6 +70,38 @@ def test_hiera_stages_pool_queries_and_widen():
     assert [tuple(o.shape) for o in outs] == [(1, 8, 20, 20), (1, 16, 10, 10), (1, 32, 5, 5),
                                               (1, 64, 2, 2)]  # fmt: skip
     assert trunk.channel_list == [64, 32, 16, 8]
+
+
+def _block_on_padded_windows(block: MultiScaleBlock, x: torch.Tensor) -> torch.Tensor:
+    """The windowed block written plainly: zero-pad the normalised map, cut windows, attend
+    (qkv and projection on every window position), merge, crop, add the residual, MLP."""
+    shortcut, y = x, block.norm1(x)
+    if block.proj is not None:
+        shortcut = block.proj(y)
+        if block.q_stride is not None:
+            shortcut = _pool_nhwc(shortcut, block.q_stride)
+    windows, _ = window_partition(y, block.window_size)
+    out = block.attn(windows)  # (B*nW, win', win', dim_out)
+    win = out.shape[1]
+    h, w = shortcut.shape[1:3]
+    padded = (-(-h // win) * win, -(-w // win) * win)
+    y = window_unpartition(out, win, padded, (h, w)) + shortcut
+    return y + block.mlp(block.norm2(y))
+
+
+def test_hiera_windowed_blocks_equal_attention_on_zero_padded_windows():
+    # the blocks project only the real tokens and pad qkv windows with the bias: bit-identical
+    torch.manual_seed(0)
+    cases = [(8, 8, 4, None, (6, 6)), (8, 16, 4, 2, (8, 8)), (8, 8, 3, None, (7, 5)),
+             (8, 16, 6, 2, (10, 10))]  # fmt: skip
+    for dim, dim_out, window, q_stride, (h, w) in cases:
+        block = MultiScaleBlock(dim=dim, dim_out=dim_out, num_heads=2, q_stride=q_stride,
+                                window_size=window).eval()  # fmt: skip
+        for p in block.parameters():  # non-zero biases, so the padding value matters
+            torch.nn.init.normal_(p)
+        x = torch.randn(2, h, w, dim)
+        with torch.no_grad():
+            assert torch.equal(block(x), _block_on_padded_windows(block, x)), (window, h, w)
 
 
 def test_memory_bank_selection():
