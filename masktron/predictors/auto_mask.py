@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from masktron.models.sam.inplace import Scratch
 from masktron.models.sam.prompts import check_image
 from masktron.models.sam.sam import Sam
 from masktron.predictors.amg_base import (
@@ -82,6 +83,9 @@ class SamAutomaticMaskGenerator(GridMaskGenerator):
             output_mode=output_mode,
         )
         self.predictor = model if isinstance(model, SamPredictor) else SamPredictor(model)
+        # The decoder's per-prompt buffers, kept from one batch of points to the next while
+        # `generate` runs (each batch would otherwise fault in fresh memory for them).
+        self._scratch: Scratch | None = None
 
     @torch.no_grad()
     def generate(self, image: np.ndarray, *, progress: bool = False) -> list[dict[str, Any]]:
@@ -97,7 +101,11 @@ class SamAutomaticMaskGenerator(GridMaskGenerator):
             `stability_score` (float), `crop_box` (XYWH list).
         """
         check_image(image)
-        data = self._generate_masks(image, progress)
+        self._scratch = Scratch()
+        try:
+            data = self._generate_masks(image, progress)
+        finally:
+            self._scratch = None
         if self.min_mask_region_area > 0:
             data = self.postprocess_small_regions(
                 data, self.min_mask_region_area, max(self.box_nms_thresh, self.crop_nms_thresh)
@@ -125,7 +133,11 @@ class SamAutomaticMaskGenerator(GridMaskGenerator):
         labels_t = torch.ones(coords_t.shape[:2], dtype=torch.int, device=coords_t.device)
         sparse, dense = model.prompt_encoder(points=(coords_t, labels_t), boxes=None, masks=None)
         tokens, src = decoder.run_transformer(
-            predictor.get_image_embedding(), model.prompt_encoder.get_dense_pe(), sparse, dense
+            predictor.get_image_embedding(),
+            model.prompt_encoder.get_dense_pe(),
+            sparse,
+            dense,
+            scratch=self._scratch,
         )
         ids = decoder.output_token_ids(multimask_output=True)
         iou_preds = decoder.predict_iou(tokens)[:, ids]  # (B, M)

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masktron.models.sam.inplace import activation_
+
 
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel axis of a (B, C, H, W) feature map.
@@ -51,7 +53,8 @@ class MLPBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., embedding_dim) -> (..., embedding_dim)."""
-        return self.lin2(self.act(self.lin1(x)))
+        # The hidden activation is a fresh intermediate: activated in place when inferring.
+        return self.lin2(activation_(self.act, self.lin1(x)))
 
 
 class MLP(nn.Module):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masktron.models.sam.common import LayerNorm2d, MLPBlock
+from masktron.models.sam.inplace import Scratch, inplace_ok
 from masktron.models.sam.windows import grid_to_windows, windows_to_grid
 
 # Largest piece of the additive attention mask materialised at once (bytes). The mask of global
@@ -104,12 +105,20 @@ class Attention(nn.Module):
         return rel_h.reshape(b, heads, length, h), rel_w.reshape(b, heads, length, w)
 
     def _attend_rel_pos(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, h: int, w: int
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        h: int,
+        w: int,
+        scratch: Scratch | None = None,
     ) -> torch.Tensor:
         """SDPA with the relative-position mask, built for a block of query rows at a time.
 
         Args:
             q, k, v: (B, heads, h*w, D), any strides (views of the fused qkv output).
+            scratch: where the mask buffer is kept for the next block of the same grid size
+                (the global blocks' one is 384 MiB: allocating it once saves its page faults).
 
         Returns:
             (B, heads, h*w, D) laid out as (B, h*w, heads, D) in memory, like a query that is a
@@ -118,7 +127,8 @@ class Attention(nn.Module):
         b, heads, length, d = q.shape
         rel_h, rel_w = self._rel_pos_terms(q, h, w)
         rows = max(1, min(length, _MAX_MASK_BYTES // (b * heads * length * q.element_size())))
-        mask = q.new_empty(b, heads, rows, h, w)
+        shape = (b, heads, rows, h, w)
+        mask = q.new_empty(shape) if scratch is None else scratch.get(f"mask{h}x{w}", shape, q)
         if rows >= length:
             torch.add(rel_h[..., None], rel_w[..., None, :], out=mask)
             # (B, heads, L, h, w) -> (B, heads, L, h*w): row (qy, qx), column (ky, kx)
@@ -133,11 +143,12 @@ class Attention(nn.Module):
             out[:, :, s:e] = F.scaled_dot_product_attention(q[:, :, s:e], k, v, block)
         return out
 
-    def _attend(self, qkv: torch.Tensor) -> torch.Tensor:
+    def _attend(self, qkv: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
         """Attention over each (h, w) grid of a fused qkv output, before the output projection.
 
         Args:
             qkv: (B, h, w, 3C) contiguous.
+            scratch: buffers shared with the other blocks of one encoder pass, or None.
 
         Returns:
             (B, h, w, C).
@@ -149,17 +160,19 @@ class Attention(nn.Module):
         # (B, h, w, 3C) -> (B, h*w, 3, heads, D) -> (3, B, heads, h*w, D)
         q, k, v = qkv.view(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         if self.use_rel_pos:
-            out = self._attend_rel_pos(q, k, v, h, w)
+            out = self._attend_rel_pos(q, k, v, h, w, scratch)
         else:
             out = F.scaled_dot_product_attention(q, k, v)
         # (B, heads, h*w, D) -> (B, h*w, heads, D) -> (B, h, w, C)
         return out.transpose(1, 2).reshape(b, h, w, c3 // 3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, C) -> (B, H, W, C)."""
-        return self.proj(self._attend(self.qkv(x)))
+    def forward(self, x: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C); `scratch` as in `_attend`."""
+        return self.proj(self._attend(self.qkv(x), scratch))
 
-    def forward_windows(self, x: torch.Tensor, window: int) -> torch.Tensor:
+    def forward_windows(
+        self, x: torch.Tensor, window: int, scratch: Scratch | None = None
+    ) -> torch.Tensor:
         """Attention inside non-overlapping windows: (B, H, W, C) -> (B, H, W, C).
 
         Same result as partitioning the zero-padded grid into windows, running `forward` on
@@ -167,10 +180,14 @@ class Attention(nn.Module):
         so their keys and values are the projection biases, which they are given directly;
         the projections run on the H*W real positions only.
         """
-        h, w = x.shape[1], x.shape[2]
+        b, h, w = x.shape[0], x.shape[1], x.shape[2]
         qkv = self.qkv(x)  # (B, H, W, 3C)
-        windows = grid_to_windows(qkv, window, self.qkv.bias)  # (B*nW, win, win, 3C)
-        return self.proj(windows_to_grid(self._attend(windows), window, (h, w)))
+        out = None
+        if scratch is not None:
+            nw = -(-h // window) * -(-w // window)
+            out = scratch.get("windows", (b * nw, window, window, qkv.shape[-1]), qkv)
+        windows = grid_to_windows(qkv, window, self.qkv.bias, out=out)  # (B*nW, win, win, 3C)
+        return self.proj(windows_to_grid(self._attend(windows, scratch), window, (h, w)))
 
 
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -249,14 +266,19 @@ class Block(nn.Module):
         self.mlp = MLPBlock(embedding_dim=dim, mlp_dim=int(dim * mlp_ratio), act=nn.GELU)
         self.window_size = window_size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, C) -> (B, H, W, C)."""
+    def forward(self, x: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C).
+
+        Args:
+            x: (B, H, W, C) tokens.
+            scratch: buffers shared by the blocks of one encoder pass (inference), or None.
+        """
         shortcut = x
         x = self.norm1(x)
         if self.window_size > 0:
-            x = self.attn.forward_windows(x, self.window_size)
+            x = self.attn.forward_windows(x, self.window_size, scratch)
         else:
-            x = self.attn(x)
+            x = self.attn(x, scratch)
         # Residual sums in place on fresh outputs: no new (B, H, W, C) buffers.
         x = x.add_(shortcut)
         return self.mlp(self.norm2(x)).add_(x)
@@ -340,6 +362,8 @@ class ImageEncoderViT(nn.Module):
         x = self.patch_embed(x)
         if self.pos_embed is not None:
             x = x + self.pos_embed
+        # Blocks reuse their large intermediates' memory when inferring (bit-identical).
+        scratch = Scratch() if inplace_ok() else None
         for block in self.blocks:
-            x = block(x)
+            x = block(x, scratch)
         return self.neck(x.permute(0, 3, 1, 2))  # (B, h, w, C) -> (B, C, h, w)

@@ -18,6 +18,10 @@ positions where the few (T ~ 7) prompt tokens allow it:
   needs the probabilities themselves.
 All forms equal the plain computation up to float rounding (tests/models/sam/test_sam_layers.py);
 prompts with many tokens (over 15 points) use the plain `scaled_dot_product_attention` form.
+
+When inferring, the per-prompt (B, h*w, C) intermediates other than the layer norms' outputs
+(image positions plus codes, the image -> tokens output) are written into buffers reused by every
+layer (`inplace.Scratch`), with the same kernels: bit-identical, fewer page faults.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masktron.models.sam.common import MLPBlock
+from masktron.models.sam.inplace import Scratch, inplace_ok
 
 
 class Attention(nn.Module):
@@ -120,6 +125,7 @@ class Attention(nn.Module):
         k: torch.Tensor,
         v: torch.Tensor,
         residual: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Same as `forward` (plus `residual`) for many queries and few keys, without projecting
         the queries.
@@ -129,6 +135,7 @@ class Attention(nn.Module):
             k: (B, T, C) keys, T small.
             v: (B, T, C) values.
             residual: (1 or B, N, C) added to the output inside the last matrix product.
+            out: a (B, N, C) buffer for the result (not aliasing the inputs), or None.
 
         Returns:
             (B, N, C).
@@ -158,18 +165,34 @@ class Attention(nn.Module):
         # Each head's probabilities sum to 1, so b_o / heads on every value row adds b_o once.
         v_fold = v_fold + self.out_proj.bias / heads
         if residual is None:
-            return torch.bmm(probs.transpose(1, 2), v_fold)  # (B, N, h*T) @ (B, h*T, C)
-        return torch.baddbmm(residual, probs.transpose(1, 2), v_fold)
+            return torch.bmm(probs.transpose(1, 2), v_fold, out=out)  # (B, N, h*T) @ (B, h*T, C)
+        return torch.baddbmm(residual, probs.transpose(1, 2), v_fold, out=out)
 
 
 def _attend_image_to_tokens(
-    attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor
+    attn: Attention,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    residual: torch.Tensor,
+    scratch: Scratch | None = None,
 ) -> torch.Tensor:
     """`residual` + image positions (Bq, N, C) attending to tokens (B, T, C); picks the cheaper
-    exact form."""
+    exact form. With `scratch`, the (B, N, C) result is written into its "image_out" buffer."""
+    out = None
+    if scratch is not None:
+        shape = (k.shape[0], q.shape[1], residual.shape[2])
+        out = scratch.get("image_out", shape, residual)
     if attn.folding_pays(k.shape[1]):
-        return attn.forward_few_keys(q, k, v, residual=residual)
-    return residual + attn(q, k, v)
+        return attn.forward_few_keys(q, k, v, residual=residual, out=out)
+    return torch.add(residual, attn(q, k, v), out=out)
+
+
+def _with_pe(keys: torch.Tensor, key_pe: torch.Tensor, scratch: Scratch | None) -> torch.Tensor:
+    """`keys + key_pe`; per-prompt keys (batch > 1) go into `scratch`'s "keys_pe" buffer."""
+    if scratch is None or keys.shape[0] == 1:
+        return keys + key_pe
+    return torch.add(keys, key_pe, out=scratch.get("keys_pe", keys.shape, keys))
 
 
 def _attend_tokens_to_image(
@@ -234,6 +257,7 @@ class TwoWayAttentionBlock(nn.Module):
         keys: torch.Tensor,
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
+        scratch: Scratch | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One layer.
 
@@ -242,6 +266,8 @@ class TwoWayAttentionBlock(nn.Module):
             keys: (Bk, N, C) image positions, Bk = 1 (shared by all prompts) or B.
             query_pe: (B, T, C) the tokens' positional codes (their initial values).
             key_pe: (1, N, C) positional codes of the image positions.
+            scratch: buffers for the per-prompt image intermediates (inference), or None. The
+                returned keys never live in it.
 
         Returns:
             queries (B, T, C) and keys (B, N, C).
@@ -253,7 +279,7 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
 
-        k = keys + key_pe
+        k = _with_pe(keys, key_pe, scratch)
         q = queries + query_pe
         attn_out = _attend_tokens_to_image(self.cross_attn_token_to_image, q, k, keys)
         queries = self.norm2(queries + attn_out)
@@ -261,8 +287,8 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        keys = _attend_image_to_tokens(self.cross_attn_image_to_token, k, q, queries, keys)
-        keys = self.norm4(keys)
+        attn = self.cross_attn_image_to_token
+        keys = self.norm4(_attend_image_to_tokens(attn, k, q, queries, keys, scratch))
         return queries, keys
 
 
@@ -316,6 +342,7 @@ class TwoWayTransformer(nn.Module):
         image_embedding: torch.Tensor,
         image_pe: torch.Tensor,
         point_embedding: torch.Tensor,
+        scratch: Scratch | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the transformer.
 
@@ -324,6 +351,9 @@ class TwoWayTransformer(nn.Module):
                 prompts share it, else B.
             image_pe: (1, C, h, w) positional codes of the image positions.
             point_embedding: (B, T, C) prompt tokens (output tokens first).
+            scratch: buffers to reuse for the per-prompt intermediates; a caller running many
+                batches may pass one to keep them between calls. By default a new one is made
+                when inferring.
 
         Returns:
             tokens (B, T, C) and image positions (B, h*w, C) after the last layer.
@@ -331,10 +361,14 @@ class TwoWayTransformer(nn.Module):
         keys = image_embedding.flatten(2).transpose(1, 2)  # (Bk, C, h, w) -> (Bk, h*w, C)
         key_pe = image_pe.flatten(2).transpose(1, 2)  # (1, C, h, w) -> (1, h*w, C)
         queries = point_embedding
+        if not inplace_ok():
+            scratch = None  # recording autograd, tracing or exporting: the functional forms
+        elif scratch is None:
+            scratch = Scratch()
         for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, key_pe)
+            queries, keys = layer(queries, keys, point_embedding, key_pe, scratch)
         q = queries + point_embedding
-        k = keys + key_pe
+        k = _with_pe(keys, key_pe, scratch)
         attn_out = _attend_tokens_to_image(self.final_attn_token_to_image, q, k, keys)
         queries = self.norm_final_attn(queries + attn_out)
         if keys.shape[0] != queries.shape[0]:  # depth 0: the image was never updated per prompt

@@ -30,7 +30,9 @@ def _window_view(windows: torch.Tensor, b: int, nh: int, nw: int, window: int) -
     return windows.view(b, nh, nw, window, window, c).permute(0, 1, 3, 2, 4, 5)
 
 
-def grid_to_windows(grid: torch.Tensor, window: int, pad: torch.Tensor | None) -> torch.Tensor:
+def grid_to_windows(
+    grid: torch.Tensor, window: int, pad: torch.Tensor | None, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Windows of a grid, the bottom/right padding filled with `pad` (zeros when None).
 
     Equals `window_partition(grid, window)[0]` when `pad` is None; with `pad` = b, it equals
@@ -40,13 +42,18 @@ def grid_to_windows(grid: torch.Tensor, window: int, pad: torch.Tensor | None) -
         grid: (B, H, W, C).
         window: window side.
         pad: (C,) value of the padding positions, or None for zeros.
+        out: a contiguous (B * nh * nw, win, win, C) buffer to write into, or None.
 
     Returns:
-        (B * nh * nw, win, win, C) contiguous, nh = ceil(H / win), nw = ceil(W / win).
+        (B * nh * nw, win, win, C) contiguous (`out` when given), nh = ceil(H / win),
+        nw = ceil(W / win).
     """
     b, h, w, c = grid.shape
     nh, nw = -(-h // window), -(-w // window)
-    windows = grid.new_empty(b * nh * nw, window, window, c)
+    shape = (b * nh * nw, window, window, c)
+    if out is not None and (tuple(out.shape) != shape or not out.is_contiguous()):
+        raise ValueError(f"out must be a contiguous {shape} tensor, got {tuple(out.shape)}")
+    windows = grid.new_empty(shape) if out is None else out
     view = _window_view(windows, b, nh, nw, window)  # (B, nh, win, nw, win, C)
     fill = 0.0 if pad is None else pad.to(grid.dtype)
     if h % window:

@@ -1,0 +1,73 @@
+"""In-place activations and reused buffers for SAM's inference on large tensors.
+
+On a CPU, every tensor of more than 32 MiB is a fresh `mmap` from glibc's allocator, returned to
+the system when freed: its pages are faulted in and zeroed by the kernel again at each use. SAM's
+automatic mask generator makes many such tensors per batch of prompts (each (64, 4096, 256)
+float32 image-position tensor of the decoder is 268 MB), and a third of its CPU time went to
+those page faults (2 threads, 2026-12-07). The helpers here avoid the avoidable ones with the
+same kernels, so results are bit-identical: activations applied in place (`aten::gelu_`,
+`relu_`) and buffers reused within one forward pass (`Scratch`, written through `out=`).
+
+In-place forms run only for inference: not when autograd records, nor while tracing, exporting
+or compiling (those want the functional graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def inplace_ok() -> bool:
+    """Whether in-place inference forms may replace the functional ones right now."""
+    return not (
+        torch.is_grad_enabled()
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    )
+
+
+def activation_(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`act(x)`, computed in place in `x` when it is exact GELU or ReLU and `inplace_ok()`.
+
+    Args:
+        act: the activation module.
+        x: a tensor the caller owns (a fresh intermediate), any shape.
+
+    Returns:
+        `x` itself (overwritten) or a new tensor from `act(x)`.
+    """
+    if type(act) is nn.GELU and inplace_ok():
+        return torch.ops.aten.gelu_(x, approximate=act.approximate)
+    if type(act) is nn.ReLU and inplace_ok():
+        return torch.relu_(x)
+    return act(x)
+
+
+class Scratch:
+    """Named, uninitialised buffers reused across the steps of one forward pass.
+
+    A buffer is handed out again by a later `get` of the same name, shape, dtype and device, so a
+    caller must be done with its contents by then. Create one per forward pass (it holds its
+    buffers as long as it lives).
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised contiguous tensor of `shape` with `like`'s dtype and device."""
+        buffer = self._buffers.get(name)
+        if (
+            buffer is None
+            or buffer.shape != torch.Size(shape)
+            or buffer.dtype != like.dtype
+            or buffer.device != like.device
+        ):
+            buffer = like.new_empty(tuple(shape))
+            self._buffers[name] = buffer
+        return buffer

@@ -1,0 +1,116 @@
+"""SAM's in-place inference forms (reused buffers, in-place activations) equal the functional
+forms bit for bit, and are used only when inferring."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from masktron.models.sam import image_encoder, inplace, transformer
+from masktron.models.sam.image_encoder import ImageEncoderViT
+from masktron.models.sam.inplace import Scratch
+from masktron.models.sam.mask_decoder import MaskDecoder
+from masktron.models.sam.transformer import TwoWayTransformer
+from masktron.models.sam.windows import grid_to_windows
+
+_INPLACE_OK = inplace.inplace_ok
+
+
+def _set_inplace(monkeypatch: pytest.MonkeyPatch, on: bool) -> None:
+    """Switch the in-place forms on or off everywhere they are looked up."""
+    value = _INPLACE_OK if on else (lambda: False)
+    for module in (inplace, image_encoder, transformer):
+        monkeypatch.setattr(module, "inplace_ok", value)
+
+
+def _count_scratch(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    names: list[str] = []
+    get = Scratch.get
+
+    def spy(self, name, shape, like):
+        names.append(name)
+        return get(self, name, shape, like)
+
+    monkeypatch.setattr(Scratch, "get", spy)
+    return names
+
+
+def test_inplace_only_when_inferring():
+    with torch.no_grad():
+        assert inplace.inplace_ok()
+    assert not inplace.inplace_ok()  # autograd records: functional forms
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        out = inplace.activation_(torch.nn.GELU(), x)
+    assert out is x
+    y = torch.randn(3, 4)
+    assert inplace.activation_(torch.nn.GELU(), y) is not y
+
+
+def test_scratch_hands_out_one_buffer_per_name_and_shape():
+    scratch, like = Scratch(), torch.zeros(1)
+    a = scratch.get("a", (2, 3), like)
+    assert scratch.get("a", (2, 3), like) is a
+    assert scratch.get("b", (2, 3), like) is not a
+    assert scratch.get("a", (3, 2), like).shape == (3, 2)
+    out = torch.empty(4 * 9, 3, 3, 5)  # 7x8 grid in 3x3 windows: 3 x 3 windows per image
+    grid = torch.randn(4, 7, 8, 5)
+    assert grid_to_windows(grid, 3, None, out=out) is out
+    assert torch.equal(out, grid_to_windows(grid, 3, None))
+    with pytest.raises(ValueError, match="contiguous"):
+        grid_to_windows(grid, 3, None, out=torch.empty(1, 3, 3, 5))
+
+
+def test_encoder_inplace_equals_functional(monkeypatch):
+    torch.manual_seed(0)
+    # 16x16 token grid: 7x7 windows with padding, and one global block.
+    encoder = ImageEncoderViT(
+        img_size=128,
+        patch_size=8,
+        embed_dim=32,
+        depth=3,
+        num_heads=2,
+        out_chans=16,
+        window_size=7,
+        global_attn_indexes=(1,),
+    ).eval()
+    with torch.no_grad():
+        for block in encoder.blocks:
+            block.attn.rel_pos_h.normal_()
+            block.attn.rel_pos_w.normal_()
+        x = torch.randn(2, 3, 128, 128)
+        _set_inplace(monkeypatch, False)
+        names = _count_scratch(monkeypatch)
+        ref = encoder(x)
+        assert not names
+        _set_inplace(monkeypatch, True)
+        out = encoder(x)
+    assert {"windows", "mask16x16", "mask7x7"} <= set(names)
+    assert torch.equal(out, ref)
+
+
+def test_decoder_inplace_equals_functional(monkeypatch):
+    torch.manual_seed(0)
+    dim = 32
+    decoder = MaskDecoder(
+        transformer_dim=dim,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=dim, num_heads=2, mlp_dim=64),
+        iou_head_hidden_dim=dim,
+    ).eval()
+    image, pe = torch.randn(1, dim, 8, 8), torch.randn(1, dim, 8, 8)
+    dense = torch.randn(1, dim, 8, 8)
+    scratch = Scratch()
+    with torch.no_grad():
+        for batch in (5, 3, 5):  # one scratch kept across batches of different sizes
+            sparse = torch.randn(batch, 2, dim)
+            _set_inplace(monkeypatch, False)
+            ref = decoder(image, pe, sparse, dense, multimask_output=True)
+            ref_tokens, ref_src = decoder.run_transformer(image, pe, sparse, dense)
+            _set_inplace(monkeypatch, True)
+            names = _count_scratch(monkeypatch)
+            out = decoder(image, pe, sparse, dense, multimask_output=True)
+            tokens, src = decoder.run_transformer(image, pe, sparse, dense, scratch=scratch)
+            monkeypatch.undo()
+            assert {"keys_pe", "image_out"} <= set(names)
+            assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+            assert torch.equal(tokens, ref_tokens) and torch.equal(src, ref_src)
