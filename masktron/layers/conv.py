@@ -33,6 +33,9 @@ class Conv2d(nn.Conv2d):
         super().__init__(*args, **kwargs)
         self.norm = norm
         self.activation = activation
+        # Set by `MODEL.PRECISION "bf16"` (`masktron.models.precision`): a fused residual sum
+        # may round once instead of twice (`masktron.layers.fused_conv.conv2d_relu`).
+        self.round_sum_once = False
 
     def _folded(self) -> tuple[torch.Tensor, torch.Tensor | None, nn.Module | None]:
         """The weight and bias to convolve with, and the norm still to apply after it."""
@@ -60,10 +63,11 @@ class Conv2d(nn.Conv2d):
     def forward_relu(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """`relu_(self(x) + residual)` (`residual` optional): the convolution, its norm, the
         sum and the ReLU in one oneDNN call where the norm folds into the weights and no
-        activation of its own follows (`masktron.layers.fused_conv`); same outputs."""
+        activation of its own follows (`masktron.layers.fused_conv`); same outputs, except
+        that with `round_sum_once` a bfloat16 sum is rounded once instead of twice."""
         weight, bias, norm = self._folded()
         if norm is None and self.activation is None:
-            return conv2d_relu(self, x, weight, bias, residual)
+            return conv2d_relu(self, x, weight, bias, residual, round_once=self.round_sum_once)
         out = self(x)
         return F.relu_(out if residual is None else out + residual)
 

@@ -12,8 +12,11 @@ between the blocks stays float32, so the numerically sensitive steps see float32
 - RoIAlign on the backbone's features, mask pasting and panoptic merging.
 
 Frozen BatchNorm statistics are folded into their convolution in float32 before the cast, so
-the folded weights are rounded once. Layers the blocks below do not name (e.g. keypoint heads)
-stay float32. `"fp32"` leaves the model untouched: its outputs stay bit-identical.
+the folded weights are rounded once. In bf16, a convolution followed by a residual sum and a
+ReLU (the ResNet blocks) runs as one oneDNN call that rounds the sum once, not twice as the
+separate bf16 operators do (`Conv2d.round_sum_once`; see `masktron.layers.fused_conv`).
+Layers the blocks below do not name (e.g. keypoint heads) stay float32. `"fp32"` leaves the
+model untouched: its outputs stay bit-identical.
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ def _low_precision_block(modules: list[nn.Module], dtype: torch.dtype) -> None:
             if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
                 layer.to(memory_format=torch.channels_last)
                 has_convs = True
+            if isinstance(layer, Conv2d):
+                layer.round_sum_once = dtype == torch.bfloat16
 
     # A block without convolutions (the FC box head) keeps its inputs' layout: it flattens
     # them, and a channels-last copy would only be copied back.

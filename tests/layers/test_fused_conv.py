@@ -172,3 +172,55 @@ def test_the_first_fused_result_is_checked_once(monkeypatch):
     with torch.no_grad():
         conv(torch.randn(2, 8, 13, 17))
     assert fused_conv._VERIFIED and fused_conv._OP is not None
+
+
+def _bf16_block(seed: int = 0) -> tuple[Conv2d, torch.Tensor, torch.Tensor]:
+    """A channels-last bf16 conv (BN folded at call time) with its input and a residual."""
+    conv = _conv()
+    conv.to(torch.bfloat16)
+    set_channels_last(conv)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 8, 13, 17, generator=gen).to(torch.bfloat16)
+    residual = torch.randn(2, 16, 13, 17, generator=gen).to(torch.bfloat16)
+    cl = torch.channels_last
+    return conv, x.contiguous(memory_format=cl), residual.contiguous(memory_format=cl)
+
+
+@needs_mkldnn
+def test_bf16_residual_sum_rounds_once_when_asked(monkeypatch):
+    from masktron.layers import fused_conv
+
+    monkeypatch.setattr(fused_conv, "_VERIFIED_ROUND_ONCE", False)
+    conv, x, residual = _bf16_block()
+    with torch.inference_mode():
+        twice = conv.forward_relu(x, residual)  # default: the plain operators' bits
+        assert not fused_conv._VERIFIED_ROUND_ONCE
+        conv.round_sum_once = True
+        once = conv.forward_relu(x, residual)
+        weight, bias, _ = conv._folded()
+        exact = F.relu(
+            F.conv2d(x.float(), weight.float(), bias.float(), padding=1) + residual.float()
+        )
+    assert fused_conv._VERIFIED_ROUND_ONCE and fused_conv._OP is not None  # fused, checked
+    assert once.dtype == torch.bfloat16 and once.is_contiguous(memory_format=torch.channels_last)
+    assert not torch.equal(once, twice)  # one rounding less moves some elements ...
+    error_once, error_twice = (once.float() - exact).abs(), (twice.float() - exact).abs()
+    # ... to the float32 sum rounded once (a step at most, float32 summation order apart) ...
+    assert (error_once <= torch.finfo(torch.bfloat16).eps * exact.abs() + 1e-5).all()
+    assert error_once.max() < error_twice.max()  # ... closer to it than the plain operators
+
+
+@needs_mkldnn
+def test_a_wrong_bf16_fused_sum_is_switched_off(monkeypatch, caplog):
+    from masktron.layers import fused_conv
+
+    monkeypatch.setattr(fused_conv, "_OP", _FakeOp("differs"))
+    monkeypatch.setattr(fused_conv, "_VERIFIED_ROUND_ONCE", False)
+    conv, x, residual = _bf16_block()
+    conv.round_sum_once = True
+    with torch.inference_mode():
+        out = conv.forward_relu(x, residual)
+        weight, bias, _ = conv._folded()
+        plain = F.relu_(F.conv2d(x, weight, bias, padding=1) + residual)
+    assert torch.equal(out, plain)
+    assert fused_conv._OP is None and "oneDNN fused convolution disabled" in caplog.text

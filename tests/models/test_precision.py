@@ -128,3 +128,11 @@ def test_bf16_runs_dense_and_panoptic_heads(config):
     else:
         assert model.head.cls_subnet[0].weight.dtype == torch.bfloat16
         assert model.head.cls_score.weight.dtype == torch.float32
+
+
+def test_bf16_lets_residual_sums_round_once_and_fp32_does_not(predictors):
+    fp32, bf16 = predictors
+    flags = [
+        [m.round_sum_once for m in p.model.modules() if isinstance(m, Conv2d)] for p in (fp32, bf16)
+    ]
+    assert not any(flags[0]) and all(flags[1])
