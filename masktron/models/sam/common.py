@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from masktron.models.sam.inplace import activation_
+from masktron.models.sam.inplace import Scratch, activation_, linear_into
 
 
 class LayerNorm2d(nn.Module):
@@ -51,10 +51,14 @@ class MLPBlock(nn.Module):
         self.lin2 = nn.Linear(mlp_dim, embedding_dim)
         self.act = act()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., embedding_dim) -> (..., embedding_dim)."""
-        # The hidden activation is a fresh intermediate: activated in place when inferring.
-        return self.lin2(activation_(self.act, self.lin1(x)))
+    def forward(self, x: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+        """(..., embedding_dim) -> (..., embedding_dim).
+
+        With `scratch` (inference), the hidden activations go into its "mlp_hidden" buffer.
+        """
+        # The hidden activation is our own intermediate: activated in place when inferring.
+        hidden = linear_into(self.lin1, x, scratch, "mlp_hidden")
+        return self.lin2(activation_(self.act, hidden))
 
 
 class MLP(nn.Module):

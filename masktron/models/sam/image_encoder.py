@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masktron.models.sam.common import LayerNorm2d, MLPBlock
-from masktron.models.sam.inplace import Scratch, inplace_ok
+from masktron.models.sam.inplace import Scratch, inplace_ok, linear_into
 from masktron.models.sam.windows import grid_to_windows, windows_to_grid
 
 # Largest piece of the additive attention mask materialised at once (bytes). The mask of global
@@ -168,7 +168,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C); `scratch` as in `_attend`."""
-        return self.proj(self._attend(self.qkv(x), scratch))
+        return self.proj(self._attend(linear_into(self.qkv, x, scratch, "qkv"), scratch))
 
     def forward_windows(
         self, x: torch.Tensor, window: int, scratch: Scratch | None = None
@@ -181,7 +181,7 @@ class Attention(nn.Module):
         the projections run on the H*W real positions only.
         """
         b, h, w = x.shape[0], x.shape[1], x.shape[2]
-        qkv = self.qkv(x)  # (B, H, W, 3C)
+        qkv = linear_into(self.qkv, x, scratch, "qkv")  # (B, H, W, 3C)
         out = None
         if scratch is not None:
             nw = -(-h // window) * -(-w // window)
@@ -281,7 +281,7 @@ class Block(nn.Module):
             x = self.attn(x, scratch)
         # Residual sums in place on fresh outputs: no new (B, H, W, C) buffers.
         x = x.add_(shortcut)
-        return self.mlp(self.norm2(x)).add_(x)
+        return self.mlp(self.norm2(x), scratch).add_(x)
 
 
 class PatchEmbed(nn.Module):

@@ -48,6 +48,31 @@ def activation_(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return act(x)
 
 
+def linear_into(
+    layer: nn.Linear, x: torch.Tensor, scratch: Scratch | None, name: str
+) -> torch.Tensor:
+    """`layer(x)`, written into `scratch`'s buffer `name` when a scratch is given.
+
+    Same kernel as `F.linear` on a contiguous input with a bias (one `addmm` over the flattened
+    leading axes), so the result is bit-identical.
+
+    Args:
+        layer: a linear layer.
+        x: (..., in_features).
+        scratch: the buffers of the current pass, or None for a plain call.
+        name: the buffer's name; its contents must be dead before the next `get` of it.
+
+    Returns:
+        (..., out_features).
+    """
+    if scratch is None or layer.bias is None or not x.is_contiguous():
+        return layer(x)
+    out = scratch.get(name, (*x.shape[:-1], layer.out_features), x)
+    flat = x.reshape(-1, x.shape[-1])  # (..., in) -> (N, in), a view
+    torch.addmm(layer.bias, flat, layer.weight.t(), out=out.view(-1, layer.out_features))
+    return out
+
+
 class Scratch:
     """Named, uninitialised buffers reused across the steps of one forward pass.
 

@@ -85,7 +85,7 @@ def test_encoder_inplace_equals_functional(monkeypatch):
         assert not names
         _set_inplace(monkeypatch, True)
         out = encoder(x)
-    assert {"windows", "mask16x16", "mask7x7"} <= set(names)
+    assert {"windows", "mask16x16", "mask7x7", "qkv", "mlp_hidden"} <= set(names)
     assert torch.equal(out, ref)
 
 
