@@ -55,12 +55,22 @@ def precision_dtype(
     return PRECISIONS[precision]
 
 
+# Attribute of a float32 backbone output holding the low-precision map it was cast from: a
+# low-precision block reading that output (the RPN head's convolution) takes the map itself
+# instead of casting the float32 copy back down (lossless both ways, so the same bits).
+_SOURCE = "_masktron_low_precision_source"
+
+
 def _cast_floats(value: Any, dtype: torch.dtype, channels_last: bool = False) -> Any:
     """`value` with every floating tensor in it (nested in lists, tuples, dicts) cast, and
-    its (N, C, H, W) tensors made channels-last when `channels_last` is set."""
+    its (N, C, H, W) tensors made channels-last when `channels_last` is set. A tensor that
+    `_upcast_keeping_source` made is replaced by its source when that has `dtype`."""
     if isinstance(value, torch.Tensor):
         if not value.is_floating_point():
             return value
+        source = getattr(value, _SOURCE, None)
+        if source is not None and source.dtype == dtype:
+            value = source
         if channels_last and value.dim() == 4:
             return value.to(dtype, memory_format=torch.channels_last)
         return value.to(dtype)
@@ -68,6 +78,25 @@ def _cast_floats(value: Any, dtype: torch.dtype, channels_last: bool = False) ->
         return {k: _cast_floats(v, dtype, channels_last) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_cast_floats(v, dtype, channels_last) for v in value)
+    return value
+
+
+def _upcast_keeping_source(value: Any) -> Any:
+    """`value`'s floating tensors (nested in lists, tuples, dicts) cast to float32, each
+    remembering the tensor it was cast from (for `_cast_floats`); outside tracing and
+    compiling, which see plain casts."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return _cast_floats(value, torch.float32)
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point() or value.dtype == torch.float32:
+            return value
+        out = value.to(torch.float32)
+        setattr(out, _SOURCE, value)
+        return out
+    if isinstance(value, dict):
+        return {k: _upcast_keeping_source(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_upcast_keeping_source(v) for v in value)
     return value
 
 
@@ -88,9 +117,13 @@ def fold_frozen_batchnorm(module: nn.Module) -> None:
             conv.norm = None
 
 
-def _low_precision_block(modules: list[nn.Module], dtype: torch.dtype) -> None:
+def _low_precision_block(
+    modules: list[nn.Module], dtype: torch.dtype, *, keep_source: bool = False
+) -> None:
     """Run the chain `modules` (called in this order) in `dtype`: cast the weights once, cast
-    the first one's inputs down and the last one's outputs back to float32.
+    the first one's inputs down and the last one's outputs back to float32 (with
+    `keep_source`, each float32 output keeps the low-precision tensor it came from, for the
+    blocks that read it: the backbone's maps for the RPN head).
 
     Image-like inputs and convolution weights are also made channels-last: oneDNN's bf16
     convolutions run about 3x faster in that layout than on (N, C, H, W)-contiguous tensors
@@ -114,6 +147,8 @@ def _low_precision_block(modules: list[nn.Module], dtype: torch.dtype) -> None:
         return _cast_floats(args, dtype, channels_last=has_convs)
 
     def cast_outputs(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
+        if keep_source:
+            return _upcast_keeping_source(output)
         return _cast_floats(output, torch.float32)
 
     modules[0].register_forward_pre_hook(cast_inputs)
@@ -160,7 +195,7 @@ def set_inference_precision(model: nn.Module, precision: str) -> nn.Module:
         return model
     if model.training:
         raise ValueError("MODEL.PRECISION other than fp32 is for inference: call model.eval()")
-    _low_precision_block([model.get_submodule("backbone")], dtype)
+    _low_precision_block([model.get_submodule("backbone")], dtype, keep_source=True)
     for block in _head_blocks(model):
         _low_precision_block(block, dtype)
     return model

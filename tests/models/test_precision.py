@@ -136,3 +136,36 @@ def test_bf16_lets_residual_sums_round_once_and_fp32_does_not(predictors):
         [m.round_sum_once for m in p.model.modules() if isinstance(m, Conv2d)] for p in (fp32, bf16)
     ]
     assert not any(flags[0]) and all(flags[1])
+
+
+def test_bf16_rpn_head_reads_the_backbone_maps_without_a_round_trip(monkeypatch):
+    from rcnn_tiny import tiny_cfg
+
+    from masktron.models import precision
+
+    cfg = tiny_cfg("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml")
+    cfg.MODEL.RESNETS.NORM, cfg.MODEL.PRECISION = "FrozenBN", "bf16"
+    cfg.INPUT.MIN_SIZE_TEST, cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 96, 0.0
+    torch.manual_seed(0)
+    predictor = DefaultPredictor(cfg)
+    model = predictor.model
+    seen: dict[str, list] = {"maps": [], "rpn_inputs": []}
+    model.backbone.register_forward_hook(lambda _m, _a, out: seen["maps"].append(out))
+    rpn_conv = model.proposal_generator.rpn_head.conv
+    rpn_conv.register_forward_pre_hook(lambda _m, args: seen["rpn_inputs"].append(args[0]))
+    image = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
+    out = predictor(image)["instances"]
+    maps = list(seen["maps"][0].values())
+    assert all(m.dtype == torch.float32 for m in maps)
+    sources = [getattr(m, precision._SOURCE) for m in maps]  # the bf16 maps themselves
+    assert all(a is b for a, b in zip(seen["rpn_inputs"], sources, strict=True))
+    assert all(torch.equal(s.float(), m) for s, m in zip(sources, maps))
+    # Same outputs as casting the float32 maps back down.
+    monkeypatch.setattr(
+        precision, "_upcast_keeping_source", lambda v: precision._cast_floats(v, torch.float32)
+    )
+    recast = predictor(image)["instances"]
+    assert len(out) > 0
+    for name in ("scores", "pred_classes", "pred_masks"):
+        assert torch.equal(out.get(name), recast.get(name)), name
+    assert torch.equal(out.pred_boxes.tensor, recast.pred_boxes.tensor)
