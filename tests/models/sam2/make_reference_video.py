@@ -2,13 +2,17 @@
 
     SAM2_BUILD_CUDA=0 pip install --no-build-isolation -e ".[parity]"
     python tests/models/sam2/make_reference_video.py [--variant sam2.1_hiera_t] [--size 512]
+    python tests/models/sam2/make_reference_video.py --profile tracking
 
 For each variant and input size (`image_size`, Meta's `model.image_size`), Meta's
 `SAM2VideoPredictor` loads the fixture checkpoint (`tests/sam2_fixtures_util.py`) and runs the
 cases of `sam2_video_cases.py` on the bedroom frames; masks are stored as packed bits and
 low-resolution logits as a float16 subset in `data/video_ref_<variant>[_<size>].npz`
-(compressed). Prints each object's mask area and the objects' IoU per frame (the fixture
-weights must give two distinct, changing masks for the comparison to mean something).
+(compressed). `--profile tracking` makes the `tracking` case instead (tiny at 256 on the
+rescaled fixture checkpoint, the first 8 of the 16 frames,
+`data/video_ref_sam2.1_hiera_t_256_tracking.npz`, which also keeps the profile's factors).
+Prints each object's mask area and the objects' IoU per frame (the fixture weights must give
+two distinct, changing masks for the comparison to mean something).
 
 Meta fills holes of up to 8 low-resolution pixels with a CUDA extension and skips the step
 (with a warning) where it is missing, as on this CPU build. The oracle should show what Meta's
@@ -20,6 +24,7 @@ post-processing with an independent implementation of the one missing kernel.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -32,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]  # sam2_video_cases; tests/ (fixture helpers)
 
 import sam2_video_cases as cases  # noqa: E402
-from sam2_fixtures_util import SHARED, build_meta_sam2  # noqa: E402
+from sam2_fixtures_util import SCALE_PROFILES, SHARED, build_meta_sam2  # noqa: E402
 
 
 def scipy_connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,12 +58,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", action="append", choices=cases.VARIANTS)
     parser.add_argument("--size", action="append", type=int, choices=cases.SIZES)
+    parser.add_argument("--profile", choices=sorted(SCALE_PROFILES), help="the `tracking` case")
     parser.add_argument("--out", type=Path, default=HERE / "data")
     args = parser.parse_args()
     import sam2.utils.misc
 
     sam2.utils.misc.get_connected_components = scipy_connected_components
     warnings.filterwarnings("ignore", category=UserWarning)
+    if args.profile is not None:
+        make_tracking(args.out)
+        return
     for size in args.size or cases.SIZES:
         for variant in args.variant or cases.VARIANTS:
             start = time.time()
@@ -85,6 +94,29 @@ def main() -> None:
             np.savez_compressed(path, **arrays)
             size_kb = path.stat().st_size // 1024
             print(f"{variant} @ {size}: {path} ({size_kb} KiB, {time.time() - start:.0f} s)")
+
+
+def make_tracking(out: Path) -> None:
+    """The `tracking` case: `forward` on the rescaled checkpoint, masks and logits stored."""
+    profile, variant, size = cases.TRACKING
+    start = time.time()
+    torch.manual_seed(0)
+    predictor = build_meta_sam2(variant, video=True, image_size=size, profile=profile)
+    folder = cases.bedroom_frames(SHARED, cases.REFERENCE_FRAMES)
+    with torch.inference_mode():
+        order, masks, logits = cases.track_forward(predictor, folder, cases.TRACKING_FRAMES)
+    scales = json.dumps(SCALE_PROFILES[profile], sort_keys=True)
+    path = cases.reference_path(out, variant, size, profile)
+    np.savez_compressed(
+        path,
+        forward_order=np.asarray(order),
+        forward_masks=cases.pack(masks),
+        forward_logits=logits,
+        width=np.asarray(masks.shape[-1]),
+        scales=np.asarray(scales),
+    )
+    print(f"{variant} @ {size} {profile}: {cases.summary(masks)}", flush=True)
+    print(f"{path} ({path.stat().st_size // 1024} KiB, {time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ copied into the repository), linked into a temporary folder. Prompts in video pi
 - `forward`: a click (object 1) and a box (object 2) on frame 0, tracked forward over 16 frames
   (the issue's case), stored for the released input size (1024; base+ there: 4 frames, masks
   only, made before the 512 case) and for `image_size=512`.
+- `tracking` (tiny, `image_size=256`, checkpoint profile `tracking` of `sam2_fixtures_util`):
+  the `forward` case on fixture weights rescaled so that the tracked masks follow the memory
+  (on the plain rule both objects get nearly the same mask after frame 0), over the first
+  `TRACKING_FRAMES` frames of the 16-frame folder (the video's length enters the object
+  pointers' temporal encoding, so a comparison must open the same folder).
 - `mask_reverse` (tiny, 1024): a mask prompt (object 1, an ellipse) and a box (object 2) on the
   last frame of `REVERSE_FRAMES`, tracked backwards to frame 0: `add_new_mask` and `reverse=True`.
 
@@ -58,10 +63,19 @@ def forward_frames(variant: str, image_size: int, stored: int) -> int:
 
 
 VARIANTS = ("sam2.1_hiera_t", "sam2.1_hiera_b+")
+# the `tracking` case: checkpoint profile, variant, image_size; frames tracked and stored (past
+# them float rounding grows into other masks: the rescaled model amplifies it from frame to
+# frame), frames CI compares
+TRACKING = ("tracking", "sam2.1_hiera_t", 256)
+TRACKING_FRAMES = 8
+TRACKING_CI_FRAMES = 6  # 8 frames: 22 s on the shared 2-core CPU under load 6.5
 
 
-def reference_path(data_dir: Path, variant: str, image_size: int = 1024) -> Path:
+def reference_path(
+    data_dir: Path, variant: str, image_size: int = 1024, profile: str | None = None
+) -> Path:
     suffix = "" if image_size == 1024 else f"_{image_size}"
+    suffix += "" if profile is None else f"_{profile}"
     return data_dir / f"video_ref_{variant}{suffix}.npz"
 
 
