@@ -87,7 +87,10 @@ def _check(result, ref: dict[str, np.ndarray], case: str) -> None:
 def test_click_and_box_tracked_like_meta(variant, image_size):
     ref = _reference(variant, image_size)
     frames = cases.forward_frames(variant, image_size, len(ref["forward_order"]))
-    result = cases.track_forward(_predictor(variant, image_size), _frames(frames), frames)
+    # the reference's folder, even when fewer frames are compared: the video's length enters
+    # the object pointers' temporal encoding (max_obj_ptrs_in_encoder = min(frames, 16))
+    folder = _frames(cases.REFERENCE_FRAMES)
+    result = cases.track_forward(_predictor(variant, image_size), folder, frames)
     _check(result, ref, "forward")
 
 
@@ -158,6 +161,7 @@ def test_cli_tracks_a_frame_folder_like_meta(tmp_path, monkeypatch):
 
     from masktron.cli import sam2 as cli_sam2
     from masktron.cli.main import main
+    from masktron.predictors.sam2_video import SAM2VideoPredictor
 
     variant = "sam2.1_hiera_t"
     model = _predictor(variant, 512).model  # the CLI tracks at the model's image_size
@@ -168,8 +172,13 @@ def test_cli_tracks_a_frame_folder_like_meta(tmp_path, monkeypatch):
     argv = ["sam2", folder, "--checkpoint", "x.pt", "--point", f"{x:g},{y:g}", "--box", box]
     assert main([*argv, "--out", str(tmp_path)]) == 0
     stem = Path(folder).name
+    # frame 0 (prompted, no memory yet) against Meta's reference; frame 1 against this
+    # predictor on the same 2-frame folder: the reference was tracked in a 16-frame video, and
+    # the video's length enters the object pointers' temporal encoding from frame 1 on
     ref = _reference(variant, 512)
-    expected = cases.unpack(ref["forward_masks"][:2], int(ref["width"]))
+    expected = cases.unpack(ref["forward_masks"][:1], int(ref["width"]))
+    _, ours, _ = cases.track_forward(SAM2VideoPredictor(model), folder, 2)
+    expected = np.concatenate([expected, ours[1:]])
     for t in range(2):
         record = json.loads((tmp_path / f"{stem}_rle" / f"{t:05d}.json").read_text())
         objects = {o["obj_id"]: o for o in record["objects"]}
