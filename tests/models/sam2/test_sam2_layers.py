@@ -5,11 +5,17 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from masktron.models.sam.image_encoder import window_partition, window_unpartition
 from masktron.models.sam2.hiera import Hiera, MultiScaleBlock, _pool_nhwc
 from masktron.models.sam2.image_encoder import PositionEmbeddingSine, get_1d_sine_pe
-from masktron.models.sam2.memory_attention import RoPEAttention, apply_rope, axial_rope_angles
+from masktron.models.sam2.memory_attention import (
+    RoPEAttention,
+    apply_rope,
+    axial_rope_angles,
+    rotate_pairs,
+)
 from masktron.models.sam2.memory_bank import (
     memory_frame_indices,
     object_pointer_sources,
@@ -44,6 +50,15 @@ def test_rope_attention_repeats_grid_rotations_over_memory_frames_and_skips_poin
     # permuting the pointer tokens does not change anything (they carry no position)
     perm = torch.cat([k[:, :32], k[:, 32:].flip(1)], dim=1)
     torch.testing.assert_close(attn(q, perm, perm, num_k_exclude_rope=3), out)
+    # the keys rotated in place next to the pointer keys equal rotation + concatenation
+    with torch.no_grad():
+        freqs = attn._rope(16, q.device)
+        qh = rotate_pairs(attn._split_heads(attn.q_proj(q)), freqs)
+        kh = attn._split_heads(attn.k_proj(k))
+        kh = torch.cat([rotate_pairs(kh[:, :, :32], freqs), kh[:, :, 32:]], dim=2)
+        ref = F.scaled_dot_product_attention(qh, kh, attn._split_heads(attn.v_proj(k)))
+        ref = attn.out_proj(ref.transpose(1, 2).reshape(1, 16, 16))
+        assert torch.equal(attn(q, k, k, num_k_exclude_rope=3), ref)
 
 
 def test_sine_codes_of_a_grid_and_of_scalars():
