@@ -23,6 +23,11 @@ class Conv2d(nn.Conv2d):
         activation: e.g. `F.relu`, or None.
     """
 
+    # Set by `MODEL.PRECISION "bf16"` (`masktron.models.precision`): a fused residual sum may
+    # round once instead of twice (`masktron.layers.fused_conv.conv2d_relu`). A class default,
+    # so layers pickled before it existed read False.
+    round_sum_once: bool = False
+
     def __init__(
         self,
         *args: Any,
@@ -33,9 +38,6 @@ class Conv2d(nn.Conv2d):
         super().__init__(*args, **kwargs)
         self.norm = norm
         self.activation = activation
-        # Set by `MODEL.PRECISION "bf16"` (`masktron.models.precision`): a fused residual sum
-        # may round once instead of twice (`masktron.layers.fused_conv.conv2d_relu`).
-        self.round_sum_once = False
 
     def _folded(self) -> tuple[torch.Tensor, torch.Tensor | None, nn.Module | None]:
         """The weight and bias to convolve with, and the norm still to apply after it."""
