@@ -149,7 +149,12 @@ class SamAutomaticMaskGenerator(GridMaskGenerator):
             return records_from_lists({k: [] for k in RECORD_KEYS})
         keep = keep[prompts]  # (P, M) for the prompts with at least one surviving mask
         if len(prompts) < len(tokens):
-            tokens, src = tokens[prompts], src[prompts]
+            tokens = tokens[prompts]
+            if self._scratch is None:
+                src = src[prompts]
+            else:  # the kept prompts' image positions go into a buffer kept across batches
+                kept = self._scratch.get("kept_src", src.shape, src)[: len(prompts)]
+                src = torch.index_select(src, 0, prompts, out=kept)  # (P, h*w, C)
         embedding_hw = predictor.get_image_embedding().shape[-2:]
         # (P, M, 256, 256) -> (K, 256, 256), prompt-major as the IoUs below
         low_res = decoder.masks_from_tokens(tokens, src, ids, embedding_hw)[keep]
