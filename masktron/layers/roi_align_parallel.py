@@ -10,8 +10,8 @@ box, so the pieces are equal bit for bit to one call over all boxes
 
 It falls back to one call per input (on the calling thread) where threads would not pay or
 could change the result: devices other than the CPU, autograd recording (training), autocast,
-tracing, `torch.compile` and `torch.export`, one thread, and fewer than `MIN_ROIS_PER_THREAD`
-boxes per thread.
+tracing, `torch.compile` and `torch.export`, one thread, fewer than `MIN_ROIS_PER_THREAD`
+boxes per thread, and modules with forward hooks (which then see the one call they expect).
 """
 
 from __future__ import annotations
@@ -68,7 +68,20 @@ def _threads_for(calls: Sequence[RoIAlignCall]) -> int:
         return 1
     if torch.is_autocast_enabled("cpu"):
         return 1
+    if any(_hooked(module) for module, _, _ in calls):
+        return 1
     return min(threads, total // MIN_ROIS_PER_THREAD)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether calling `module` runs forward hooks (its own or global ones): a hook that
+    reads a level's pooled features must see one call with all its boxes, on this thread."""
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or nn.modules.module._global_forward_hooks
+        or nn.modules.module._global_forward_pre_hooks
+    )
 
 
 def box_costs(module: nn.Module, rois: torch.Tensor) -> torch.Tensor:

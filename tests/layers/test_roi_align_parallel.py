@@ -103,6 +103,12 @@ def test_fallbacks_make_one_call(two_threads):
     with torch.no_grad():
         assert len(parallel.roi_align_split([(module, features, rois[:63])])[0]) == 1
         assert len(parallel.roi_align_split([(module, features, rois)])[0]) == 2
+        # a forward hook sees one call with every box, on the calling thread
+        seen = []
+        handle = module.register_forward_hook(lambda m, args, out: seen.append(out.shape[0]))
+        assert len(parallel.roi_align_split([(module, features, rois)])[0]) == 1
+        handle.remove()
+        assert seen == [80]
         torch.set_num_threads(1)
         assert len(parallel.roi_align_split([(module, features, rois)])[0]) == 1
 
