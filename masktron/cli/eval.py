@@ -153,8 +153,7 @@ def _eval_model(args: argparse.Namespace, curves: dict[str, Any]) -> dict[str, A
     from masktron.data import build_detection_test_loader
     from masktron.evaluation import build_evaluator, inference_on_dataset
     from masktron.modeling import build_model
-    from masktron.models.channels_last import set_channels_last
-    from masktron.models.precision import precision_dtype, set_inference_precision
+    from masktron.models.precision import precision_dtype, prepare_for_inference
     from masktron.utils.env import set_float32_precision
 
     # "" as --weights builds the model without loading weights; a run folder's config.yaml
@@ -168,9 +167,7 @@ def _eval_model(args: argparse.Namespace, curves: dict[str, Any]) -> dict[str, A
     precision_dtype(cfg.MODEL.PRECISION, cfg.MODEL.DEVICE)
     model = build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    set_inference_precision(model.eval(), cfg.MODEL.PRECISION)
-    if cfg.MODEL.CHANNELS_LAST:
-        set_channels_last(model)
+    prepare_for_inference(model.eval(), cfg.MODEL.PRECISION, channels_last=cfg.MODEL.CHANNELS_LAST)
     names = args.dataset or list(cfg.DATASETS.TEST)
     if not names:
         raise CommandError("no dataset: pass --dataset NAME or set DATASETS.TEST in the config")

@@ -29,6 +29,7 @@ from torch import nn
 
 from masktron.layers.conv import Conv2d
 from masktron.layers.frozen_bn import FrozenBatchNorm2d
+from masktron.models.channels_last import set_channels_last
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -198,4 +199,15 @@ def set_inference_precision(model: nn.Module, precision: str) -> nn.Module:
     _low_precision_block([model.get_submodule("backbone")], dtype, keep_source=True)
     for block in _head_blocks(model):
         _low_precision_block(block, dtype)
+    return model
+
+
+def prepare_for_inference(model: nn.Module, precision: str, *, channels_last: bool) -> nn.Module:
+    """A built, loaded, eval-mode detector as `DefaultPredictor` and `masktron eval` run it:
+    `set_inference_precision(model, precision)` (`MODEL.PRECISION`), then channels-last
+    convolution weights when `channels_last` (`MODEL.CHANNELS_LAST`,
+    `masktron.models.channels_last`). Returns `model`, converted in place."""
+    set_inference_precision(model, precision)
+    if channels_last:
+        set_channels_last(model)
     return model

@@ -12,8 +12,7 @@ from masktron.config.rules import validate as validate_config
 from masktron.data import transforms as T
 from masktron.data.catalog import MetadataCatalog
 from masktron.models.build import build_model
-from masktron.models.channels_last import set_channels_last
-from masktron.models.precision import precision_dtype, set_inference_precision
+from masktron.models.precision import precision_dtype, prepare_for_inference
 from masktron.utils.env import set_float32_precision
 
 
@@ -48,9 +47,9 @@ class DefaultPredictor:
         if self.cfg.MODEL.WEIGHTS:
             DetectionCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
         # After loading, so the low-precision weights are rounded once from the file's.
-        set_inference_precision(self.model, self.cfg.MODEL.PRECISION)
-        if self.cfg.MODEL.CHANNELS_LAST:
-            set_channels_last(self.model)
+        prepare_for_inference(
+            self.model, self.cfg.MODEL.PRECISION, channels_last=self.cfg.MODEL.CHANNELS_LAST
+        )
         size = self.cfg.INPUT.MIN_SIZE_TEST
         self.aug = T.ResizeShortestEdge([size, size], self.cfg.INPUT.MAX_SIZE_TEST)
         self.input_format = self.cfg.INPUT.FORMAT
