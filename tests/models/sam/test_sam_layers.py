@@ -6,16 +6,13 @@ import math
 
 import pytest
 import torch
+from sam_window_reference import window_partition, window_unpartition
 
 from masktron.models.sam.common import LayerNorm2d
 from masktron.models.sam.image_encoder import (
     Attention as ViTAttention,
 )
-from masktron.models.sam.image_encoder import (
-    relative_position_table,
-    window_partition,
-    window_unpartition,
-)
+from masktron.models.sam.image_encoder import relative_position_table
 from masktron.models.sam.prompt_encoder import PromptEncoder
 from masktron.models.sam.transformer import Attention, TwoWayTransformer
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sam_window_reference import window_partition, window_unpartition
 
 from masktron.models.sam import image_encoder
-from masktron.models.sam.image_encoder import Attention, window_partition, window_unpartition
+from masktron.models.sam.image_encoder import Attention
 from masktron.models.sam.windows import grid_to_windows, windows_to_grid
 
 

@@ -6,8 +6,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+from sam_window_reference import window_partition, window_unpartition
 
-from masktron.models.sam.image_encoder import window_partition, window_unpartition
 from masktron.models.sam2.hiera import Hiera, MultiScaleBlock, _pool_nhwc
 from masktron.models.sam2.image_encoder import PositionEmbeddingSine, get_1d_sine_pe
 from masktron.models.sam2.memory_attention import (
