@@ -121,7 +121,7 @@ def _propagate(predictor, state, frames: int, reverse: bool = False):
     for frame_idx, obj_ids, video_logits in predictor.propagate_in_video(
         state, max_frame_num_to_track=frames - 1, reverse=reverse
     ):
-        assert len(obj_ids) == 2, obj_ids
+        assert list(obj_ids) == list(state["obj_ids"]) and len(obj_ids) == 2, obj_ids
         order.append(frame_idx)
         masks.append((video_logits[:, 0] > 0).cpu().numpy())
         logits.append(_low_res_logits(state, frame_idx))
