@@ -299,8 +299,10 @@ def check_gt_segmentations(
         raise ValueError(
             f"{source}: annotations[{i}] has no 'segmentation' (needed for segm)"
         ) from None
-    all_polygons = set(map(type, segms)) <= {list}
-    polygon_sets = segms if all_polygons else [s for s in segms if type(s) is list]
+    # (N,) True where the segmentation is polygons: a pass at C speed, no loop in Python
+    is_polygons = list(map(operator.is_, map(type, segms), itertools.repeat(list)))
+    all_polygons = all(is_polygons)
+    polygon_sets = segms if all_polygons else list(itertools.compress(segms, is_polygons))
     if not _polygons_ok(polygon_sets):
         for i, segm in enumerate(segms):
             if type(segm) is list and not _polygon_set_ok(segm):
@@ -312,9 +314,9 @@ def check_gt_segmentations(
         return segms
     compressed, compressed_sizes, where = [], [], []
     uncompressed, uncompressed_where = [], []
-    for i, segm in enumerate(segms):
-        if type(segm) is list:
-            continue
+    others = itertools.compress(range(len(segms)), map(operator.not_, is_polygons))
+    for i in others:
+        segm = segms[i]
         if not isinstance(segm, Mapping) or not {"size", "counts"} <= segm.keys():
             raise ValueError(
                 f"{source}: annotations[{i}]: 'segmentation' must be polygons (a list) or RLE "

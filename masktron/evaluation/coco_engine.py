@@ -35,7 +35,7 @@ _AREA_SUFFIX = {"all": "", "small": "s", "medium": "m", "large": "l"}
 
 def _int_id_map(ids: Sequence[Any]) -> dict[Any, int] | None:
     """None when every id is already a non-negative int (what hotcoco requires), else a map."""
-    if all(type(i) is int and i >= 0 for i in ids):
+    if set(map(type, ids)) <= {int} and min(ids, default=0) >= 0:
         return None
     return {old: new for new, old in enumerate(ids)}
 

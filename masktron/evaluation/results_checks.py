@@ -247,15 +247,18 @@ def check_detections(
             f"{source}: COCO results are a JSON list of dicts, got {type(results).__name__}"
         )
     image_ids, category_ids, scores = _columns(results, source)
-    if not set(map(type, scores)) <= NUMBER_TYPES or not np.isfinite(np.array(scores, float)).all():
+    plain = set(map(type, scores)) <= NUMBER_TYPES  # (else maybe numpy scalars: checked below)
+    score_array = np.array(scores, dtype=np.float64) if plain else None
+    if score_array is None or not np.isfinite(score_array).all():
         _first_bad(
             results,
             source,
             lambda r: is_number(r["score"]),
             ": 'score' must be a finite number",
         )
+        score_array = np.array(scores, dtype=np.float64)
     _check_ids(image_ids, category_ids, image_sizes, set(cat_ids), source)
-    checked = CheckedResults(image_ids, category_ids, np.array(scores, dtype=np.float64))
+    checked = CheckedResults(image_ids, category_ids, score_array)
     checked.boxes = _check_boxes(results, iou_type, source)
     if iou_type == "segm":
         checked.segmentations = _check_segmentations(

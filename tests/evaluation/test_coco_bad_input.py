@@ -136,6 +136,17 @@ def test_bad_fields(val, change, message):
         coco_evaluate(path, [one(gt, **change)], "bbox")
 
 
+def test_numpy_float64_scores_are_numbers(val):
+    """Scores given as numpy float64 scalars (a float subclass, not a JSON type) score as the
+    same floats."""
+    path, gt = val
+    plain = coco_evaluate(path, [one(gt, score=0.5), one(gt, score=0.25)], "bbox")
+    numpy = [one(gt, score=np.float64(0.5)), one(gt, score=np.float64(0.25))]
+    assert coco_evaluate(path, numpy, "bbox") == pytest.approx(plain, nan_ok=True)
+    with pytest.raises(ValueError, match="result #1: 'score' must be a finite number"):
+        coco_evaluate(path, [one(gt), one(gt, score=np.float64("nan"))], "bbox")
+
+
 def test_missing_fields_and_wrong_types(val):
     path, gt = val
     det = one(gt)
