@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from masktron.models.sam import image_encoder, inplace, transformer
+from masktron.models.sam import image_encoder, inplace, mask_decoder, transformer
 from masktron.models.sam.image_encoder import ImageEncoderViT
 from masktron.models.sam.inplace import Scratch
 from masktron.models.sam.mask_decoder import MaskDecoder
@@ -19,7 +19,7 @@ _INPLACE_OK = inplace.inplace_ok
 def _set_inplace(monkeypatch: pytest.MonkeyPatch, on: bool) -> None:
     """Switch the in-place forms on or off everywhere they are looked up."""
     value = _INPLACE_OK if on else (lambda: False)
-    for module in (inplace, image_encoder, transformer):
+    for module in (inplace, image_encoder, mask_decoder, transformer):
         monkeypatch.setattr(module, "inplace_ok", value)
 
 
@@ -114,3 +114,36 @@ def test_decoder_inplace_equals_functional(monkeypatch):
             assert {"keys_pe", "image_out"} <= set(names)
             assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
             assert torch.equal(tokens, ref_tokens) and torch.equal(src, ref_src)
+
+
+def test_decoder_upscales_a_few_prompts_at_a_time_bit_identically(monkeypatch):
+    """Inferring, the upscaling and the hypernetwork products run on blocks of prompts (sized
+    by `_UPSCALE_BLOCK_BYTES`); the logits equal those of one pass over the whole batch."""
+    torch.manual_seed(0)
+    dim = 32
+    decoder = MaskDecoder(
+        transformer_dim=dim,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=dim, num_heads=2, mlp_dim=64),
+        iou_head_hidden_dim=dim,
+    ).eval()
+    tokens, src = torch.randn(7, 5, dim), torch.randn(7, 8 * 8, dim)
+    calls: list[int] = []
+    decoder.output_upscaling.register_forward_pre_hook(lambda _m, args: calls.append(len(args[0])))
+    per_prompt = (dim // 8) * 32 * 32 * 4  # one prompt's (C/8, 4h, 4w) float32 map
+    for ids in ([1, 2, 3], [0]):
+        with torch.no_grad():
+            _set_inplace(monkeypatch, False)
+            ref = decoder.masks_from_tokens(tokens, src, ids, (8, 8))
+            _set_inplace(monkeypatch, True)
+            outs = {}
+            for prompts in (2, 3, 1):  # (1: blocks of 2, never one prompt alone)
+                monkeypatch.setattr(mask_decoder, "_UPSCALE_BLOCK_BYTES", prompts * per_prompt)
+                calls.clear()
+                outs[prompts] = decoder.masks_from_tokens(tokens, src, ids, (8, 8)), calls[:]
+            monkeypatch.undo()
+        # a last prompt alone joins the block before it (a single mask of a batch of one is
+        # rounded differently: a matrix-vector product)
+        assert [calls for _, calls in outs.values()] == [[2, 2, 3], [3, 4], [2, 2, 3]]
+        for out, _ in outs.values():
+            assert out.shape == ref.shape == (7, len(ids), 32, 32)
+            assert torch.equal(out, ref)
