@@ -8,6 +8,7 @@ upsampled to the image, scored for stability and run-length encoded (all batched
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -172,4 +173,6 @@ class SamAutomaticMaskGenerator(GridMaskGenerator):
             model.mask_threshold,
             crop_box,
             orig_size,
+            # the encoder-input-sized map, then the crop-sized one
+            upsampled_pixels=max(model.image_encoder.img_size**2, math.prod(original_size)),
         )

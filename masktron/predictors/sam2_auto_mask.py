@@ -8,6 +8,7 @@ up-sampled to the image, scored for stability and run-length encoded (a few at a
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -165,4 +166,5 @@ class SAM2AutomaticMaskGenerator(GridMaskGenerator):
             self.mask_threshold,
             crop_box,
             orig_size,
+            upsampled_pixels=math.prod(im_size),  # straight to the crop's size
         )

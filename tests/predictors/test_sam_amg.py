@@ -11,6 +11,7 @@ from fixtures_util_sam import expected, fixture_predictor, load_rgb, pairwise_ma
 from scipy.optimize import linear_sum_assignment
 from torchvision.ops import nms
 
+from masktron.predictors import amg_base
 from masktron.predictors.amg_utils import build_point_grid, remove_small_regions, rle_to_mask
 from masktron.predictors.auto_mask import SamAutomaticMaskGenerator
 
@@ -111,6 +112,23 @@ def test_early_iou_and_stability_filters_equal_filtering_afterwards(astronaut, o
     ]
     assert 0 < len(want) < len(open_records)
     _same_records(got, want)
+
+
+def test_upsampling_block_size_leaves_records_unchanged(astronaut, open_records, monkeypatch):
+    """Masks are upsampled a block at a time (`_UPSAMPLE_BLOCK_BYTES`): one mask per block and
+    all at once give the same records, bit for bit and in the same order."""
+    assert len(open_records) > 8  # (several blocks of the default size)
+    for block_bytes in (1, 1 << 40):
+        monkeypatch.setattr(amg_base, "_UPSAMPLE_BLOCK_BYTES", block_bytes)
+        got = SamAutomaticMaskGenerator(fixture_predictor(), points_per_side=4, **OPEN).generate(
+            astronaut
+        )
+        assert len(got) == len(open_records)
+        for x, y in zip(got, open_records):
+            assert x["predicted_iou"] == y["predicted_iou"]
+            assert x["stability_score"] == y["stability_score"]
+            assert x["bbox"] == y["bbox"]
+            assert np.array_equal(x["segmentation"], y["segmentation"])
 
 
 def test_box_nms(astronaut, open_records):
