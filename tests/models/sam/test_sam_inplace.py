@@ -89,14 +89,19 @@ def test_encoder_inplace_equals_functional(monkeypatch):
     assert torch.equal(out, ref)
 
 
-def test_decoder_inplace_equals_functional(monkeypatch):
+def _tiny_decoder(dim: int) -> MaskDecoder:
+    """A seeded random SAM mask decoder of width `dim`, in eval mode."""
     torch.manual_seed(0)
-    dim = 32
-    decoder = MaskDecoder(
+    return MaskDecoder(
         transformer_dim=dim,
         transformer=TwoWayTransformer(depth=2, embedding_dim=dim, num_heads=2, mlp_dim=64),
         iou_head_hidden_dim=dim,
     ).eval()
+
+
+def test_decoder_inplace_equals_functional(monkeypatch):
+    dim = 32
+    decoder = _tiny_decoder(dim)
     image, pe = torch.randn(1, dim, 8, 8), torch.randn(1, dim, 8, 8)
     dense = torch.randn(1, dim, 8, 8)
     scratch = Scratch()
@@ -119,13 +124,8 @@ def test_decoder_inplace_equals_functional(monkeypatch):
 def test_decoder_upscales_a_few_prompts_at_a_time_bit_identically(monkeypatch):
     """Inferring, the upscaling and the hypernetwork products run on blocks of prompts (sized
     by `_UPSCALE_BLOCK_BYTES`); the logits equal those of one pass over the whole batch."""
-    torch.manual_seed(0)
     dim = 32
-    decoder = MaskDecoder(
-        transformer_dim=dim,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=dim, num_heads=2, mlp_dim=64),
-        iou_head_hidden_dim=dim,
-    ).eval()
+    decoder = _tiny_decoder(dim)
     tokens, src = torch.randn(7, 5, dim), torch.randn(7, 8 * 8, dim)
     calls: list[int] = []
     decoder.output_upscaling.register_forward_pre_hook(lambda _m, args: calls.append(len(args[0])))
