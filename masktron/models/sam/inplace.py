@@ -73,6 +73,39 @@ def linear_into(
     return out
 
 
+# Largest block of a batched layer norm's output made at once by `layer_norm_into` (bytes): under
+# glibc's 32 MiB mmap threshold, so that its memory comes from the heap, reused.
+_NORM_BLOCK_BYTES = 16 * 2**20
+
+
+def layer_norm_into(
+    norm: nn.LayerNorm, x: torch.Tensor, scratch: Scratch | None, name: str
+) -> torch.Tensor:
+    """`norm(x)`, written into `scratch`'s buffer `name` when a scratch is given.
+
+    A layer norm has no `out=` form: it runs on a few batch items at a time, each block's
+    fresh output small enough to come from the heap, and is copied into the buffer (for a
+    (64, 4096, 256) float32 input, twice as fast as one 268 MB output faulted in afresh). Each
+    row is normalised on its own by the same kernel, so the result is bit-identical.
+
+    Args:
+        norm: the layer norm.
+        x: (B, ..., C), B > 1 for the buffer to be used.
+        scratch: the buffers of the current pass, or None for a plain call.
+        name: the buffer's name; its contents must be dead before the next `get` of it.
+
+    Returns:
+        (B, ..., C).
+    """
+    if scratch is None or x.shape[0] == 1:
+        return norm(x)
+    out = scratch.get(name, x.shape, x)
+    step = max(1, _NORM_BLOCK_BYTES // (x[0].numel() * x.element_size()))
+    for start in range(0, x.shape[0], step):
+        out[start : start + step] = norm(x[start : start + step])
+    return out
+
+
 class Scratch:
     """Named, uninitialised buffers reused across the steps of one forward pass.
 
@@ -83,6 +116,18 @@ class Scratch:
 
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
+
+    def holds(self, name: str, tensor: torch.Tensor) -> bool:
+        """Whether `tensor` is the buffer `name` itself (same memory, shape and strides)."""
+        buffer = self._buffers.get(name)
+        return (
+            buffer is not None
+            and tensor.data_ptr() == buffer.data_ptr()
+            and tensor.shape == buffer.shape
+            and tensor.stride() == buffer.stride()
+            and tensor.dtype == buffer.dtype
+            and tensor.device == buffer.device
+        )
 
     def get(self, name: str, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
         """An uninitialised contiguous tensor of `shape` with `like`'s dtype and device."""

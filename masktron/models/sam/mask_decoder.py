@@ -136,7 +136,8 @@ class MaskDecoder(nn.Module):
 
         Returns:
             tokens (B, 1 + num_mask_tokens + N, C): token 0 feeds the IoU head, tokens
-            1..num_mask_tokens the hypernetworks; and image positions (B, h*w, C).
+            1..num_mask_tokens the hypernetworks; and image positions (B, h*w, C), which may
+            live in `scratch` (valid until its next use).
         """
         batch = sparse_prompt_embeddings.shape[0]
         if image_embeddings.shape[0] not in (1, batch):

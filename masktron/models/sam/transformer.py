@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masktron.models.sam.common import MLPBlock
-from masktron.models.sam.inplace import Scratch, inplace_ok
+from masktron.models.sam.inplace import Scratch, inplace_ok, layer_norm_into
 
 
 class Attention(nn.Module):
@@ -178,9 +178,13 @@ def _attend_image_to_tokens(
     scratch: Scratch | None = None,
 ) -> torch.Tensor:
     """`residual` + image positions (Bq, N, C) attending to tokens (B, T, C); picks the cheaper
-    exact form. With `scratch`, the (B, N, C) result is written into its "image_out" buffer."""
+    exact form. With `scratch`, the (B, N, C) result is written into its "image_out" buffer, or
+    added in place when `residual` is the scratch's "keys" (a previous layer's output, read for
+    the last time here): the same kernels, without copying the residual into a new buffer."""
     out = None
-    if scratch is not None:
+    if scratch is not None and scratch.holds("keys", residual):
+        out = residual
+    elif scratch is not None:
         shape = (k.shape[0], q.shape[1], residual.shape[2])
         out = scratch.get("image_out", shape, residual)
     if attn.folding_pays(k.shape[1]):
@@ -267,7 +271,7 @@ class TwoWayAttentionBlock(nn.Module):
             query_pe: (B, T, C) the tokens' positional codes (their initial values).
             key_pe: (1, N, C) positional codes of the image positions.
             scratch: buffers for the per-prompt image intermediates (inference), or None. The
-                returned keys never live in it.
+                returned keys may live in it (its "keys" buffer, until the next layer's).
 
         Returns:
             queries (B, T, C) and keys (B, N, C).
@@ -288,8 +292,8 @@ class TwoWayAttentionBlock(nn.Module):
 
         q = queries + query_pe
         attn = self.cross_attn_image_to_token
-        keys = self.norm4(_attend_image_to_tokens(attn, k, q, queries, keys, scratch))
-        return queries, keys
+        keys = _attend_image_to_tokens(attn, k, q, queries, keys, scratch)  # ("image_out")
+        return queries, layer_norm_into(self.norm4, keys, scratch, "keys")
 
 
 class TwoWayTransformer(nn.Module):
@@ -356,7 +360,8 @@ class TwoWayTransformer(nn.Module):
                 when inferring.
 
         Returns:
-            tokens (B, T, C) and image positions (B, h*w, C) after the last layer.
+            tokens (B, T, C) and image positions (B, h*w, C) after the last layer; the image
+            positions may live in `scratch` (valid until its next use).
         """
         keys = image_embedding.flatten(2).transpose(1, 2)  # (Bk, C, h, w) -> (Bk, h*w, C)
         key_pe = image_pe.flatten(2).transpose(1, 2)  # (1, C, h, w) -> (1, h*w, C)

@@ -53,12 +53,34 @@ def test_scratch_hands_out_one_buffer_per_name_and_shape():
     assert scratch.get("a", (2, 3), like) is a
     assert scratch.get("b", (2, 3), like) is not a
     assert scratch.get("a", (3, 2), like).shape == (3, 2)
+    b = scratch.get("b", (2, 3), like)
+    assert scratch.holds("b", b) and not scratch.holds("a", b) and not scratch.holds("c", b)
+    assert not scratch.holds("b", b[:1]) and not scratch.holds("b", b.t())
     out = torch.empty(4 * 9, 3, 3, 5)  # 7x8 grid in 3x3 windows: 3 x 3 windows per image
     grid = torch.randn(4, 7, 8, 5)
     assert grid_to_windows(grid, 3, None, out=out) is out
     assert torch.equal(out, grid_to_windows(grid, 3, None))
     with pytest.raises(ValueError, match="contiguous"):
         grid_to_windows(grid, 3, None, out=torch.empty(1, 3, 3, 5))
+
+
+def test_layer_norm_into_a_buffer_block_by_block(monkeypatch):
+    """Normalised a few batch items at a time into the named buffer: bit-identical to one call,
+    also in place (the input being the buffer), and a plain call without a scratch."""
+    torch.manual_seed(0)
+    norm = torch.nn.LayerNorm(16)
+    torch.nn.init.normal_(norm.weight)
+    x = torch.randn(7, 10, 16)
+    monkeypatch.setattr(inplace, "_NORM_BLOCK_BYTES", 3 * 10 * 16 * 4)  # 3 items per block
+    with torch.no_grad():
+        ref = norm(x)
+        scratch = Scratch()
+        out = inplace.layer_norm_into(norm, x, scratch, "n")
+        assert scratch.holds("n", out) and torch.equal(out, ref)
+        out.copy_(x)
+        assert inplace.layer_norm_into(norm, out, scratch, "n") is out  # in place
+        assert torch.equal(out, ref)
+        assert torch.equal(inplace.layer_norm_into(norm, x, None, "n"), ref)
 
 
 def test_encoder_inplace_equals_functional(monkeypatch):
@@ -116,7 +138,7 @@ def test_decoder_inplace_equals_functional(monkeypatch):
             out = decoder(image, pe, sparse, dense, multimask_output=True)
             tokens, src = decoder.run_transformer(image, pe, sparse, dense, scratch=scratch)
             monkeypatch.undo()
-            assert {"keys_pe", "image_out"} <= set(names)
+            assert {"keys_pe", "image_out", "keys"} <= set(names)
             assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
             assert torch.equal(tokens, ref_tokens) and torch.equal(src, ref_src)
 
