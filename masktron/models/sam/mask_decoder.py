@@ -206,6 +206,7 @@ class MaskDecoder(nn.Module):
             if masks is None:
                 masks = block.new_empty((b, *block.shape[1:]))
             masks[start:end] = block
+        assert masks is not None  # (b > step: at least one block ran)
         return masks
 
 
