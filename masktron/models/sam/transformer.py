@@ -135,7 +135,8 @@ class Attention(nn.Module):
             k: (B, T, C) keys, T small.
             v: (B, T, C) values.
             residual: (1 or B, N, C) added to the output inside the last matrix product.
-            out: a (B, N, C) buffer for the result (not aliasing the inputs), or None.
+            out: a (B, N, C) buffer for the result, or None. It must not overlap q, k or v;
+                it may be `residual` itself (a B-batch one), which is then added to in place.
 
         Returns:
             (B, N, C).
