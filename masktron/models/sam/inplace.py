@@ -73,9 +73,26 @@ def linear_into(
     return out
 
 
-# Largest block of a batched layer norm's output made at once by `layer_norm_into` (bytes): under
-# glibc's 32 MiB mmap threshold, so that its memory comes from the heap, reused.
-_NORM_BLOCK_BYTES = 16 * 2**20
+# Largest block of a batch processed at once by `batch_blocks`' users (bytes): under glibc's
+# 32 MiB mmap threshold, so that each block's intermediates come from the heap, reused (and
+# often still in cache), instead of fresh mappings faulted in on every use.
+_BLOCK_BYTES = 16 * 2**20
+
+
+def batch_blocks(batch: int, item_bytes: int) -> list[tuple[int, int]]:
+    """(start, end) blocks covering a batch whose items' largest intermediate is `item_bytes`.
+
+    As many items per block as fit in `_BLOCK_BYTES`, at least 2; the whole batch is one
+    block when it fits. No item is ever alone in a block of a larger batch (a last single item
+    joins the block before it): some kernels take another path for a batch of one (a matrix
+    product with one column becomes a matrix-vector product), rounded differently, and results
+    must not depend on where a block boundary falls.
+    """
+    step = max(2, _BLOCK_BYTES // max(1, item_bytes))
+    starts = list(range(0, batch, step)) or [0]
+    if len(starts) > 1 and batch - starts[-1] == 1:
+        starts.pop()
+    return list(zip(starts, [*starts[1:], batch]))
 
 
 def layer_norm_into(
@@ -100,9 +117,8 @@ def layer_norm_into(
     if scratch is None or x.shape[0] == 1:
         return norm(x)
     out = scratch.get(name, x.shape, x)
-    step = max(1, _NORM_BLOCK_BYTES // (x[0].numel() * x.element_size()))
-    for start in range(0, x.shape[0], step):
-        out[start : start + step] = norm(x[start : start + step])
+    for start, end in batch_blocks(x.shape[0], x[0].numel() * x.element_size()):
+        out[start:end] = norm(x[start:end])
     return out
 
 

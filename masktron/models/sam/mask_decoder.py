@@ -8,14 +8,8 @@ import torch
 from torch import nn
 
 from masktron.models.sam.common import MLP, LayerNorm2d
-from masktron.models.sam.inplace import Scratch, activation_, inplace_ok
+from masktron.models.sam.inplace import Scratch, activation_, batch_blocks, inplace_ok
 from masktron.models.sam.transformer import TwoWayTransformer
-
-# Largest upscaled feature map made at once when inferring (bytes): 2 prompts' (32, 256, 256)
-# float32 maps. glibc serves allocations above 32 MiB with fresh mmaps that the kernel zeroes
-# and faults in on every use; 16 MiB blocks ran the upscaling of 64 prompts in 0.36 s instead
-# of 0.55 s (2 threads, 2026-12-07), with identical results.
-_UPSCALE_BLOCK_BYTES = 16 * 2**20
 
 
 class Upscaling(nn.Sequential):
@@ -183,30 +177,25 @@ class MaskDecoder(nn.Module):
         )  # (B, M, C/8)
         # A view with channels-last strides: the upscaling runs channels-last without copies.
         src = src.transpose(1, 2).reshape(b, c, h, w)  # (B, h*w, C) -> (B, C, h, w)
-        step = b
-        if inplace_ok():
-            # Inferring, a few prompts at a time: each (n, C/8, 4h, 4w) upscaled map then stays
-            # below glibc's mmap threshold, so its memory is reused from the heap instead of
-            # being mapped and faulted in afresh (537 MB for 64 prompts at 1024; 1.5x faster).
-            # Every prompt's result is its own (bit-identical); the hypernetworks above run on
-            # the whole batch, as their matrix products' rounding may depend on the row count.
-            # Never one prompt alone (unless the batch is one): with a single mask, a batch of
-            # one takes a matrix-vector product, whose rounding differs from the batched one's.
-            per_prompt = (c // 8) * (4 * h) * (4 * w) * src.element_size()
-            step = max(2, _UPSCALE_BLOCK_BYTES // per_prompt)
-        if step >= b:
+        if not inplace_ok():
             return _apply_hypernetworks(self.output_upscaling(src), hyper)
-        starts = list(range(0, b, step))
-        if b - starts[-1] == 1:
-            starts.pop()  # (the last prompt joins the block before it)
+        # Inferring, a few prompts at a time (`inplace.batch_blocks`): each (n, C/8, 4h, 4w)
+        # upscaled map then stays below glibc's mmap threshold, its memory reused from the heap
+        # instead of mapped and faulted in afresh (537 MB for 64 prompts at 1024; 0.36 s instead
+        # of 0.55 s, 2 threads, 2026-12-07). Every prompt's result is its own (bit-identical);
+        # the hypernetworks above run on the whole batch, as their matrix products' rounding
+        # may depend on the row count.
+        blocks = batch_blocks(b, (c // 8) * (4 * h) * (4 * w) * src.element_size())
+        if len(blocks) == 1:
+            return _apply_hypernetworks(self.output_upscaling(src), hyper)
         masks = None
-        for start, end in zip(starts, [*starts[1:], b]):
+        for start, end in blocks:
             upscaled = self.output_upscaling(src[start:end])  # (n, C/8, 4h, 4w)
             block = _apply_hypernetworks(upscaled, hyper[start:end])  # (n, M, 4h, 4w)
             if masks is None:
                 masks = block.new_empty((b, *block.shape[1:]))
             masks[start:end] = block
-        assert masks is not None  # (b > step: at least one block ran)
+        assert masks is not None  # (two blocks or more)
         return masks
 
 

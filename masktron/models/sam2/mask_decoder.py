@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from masktron.models.sam.common import MLP
+from masktron.models.sam.inplace import batch_blocks, inplace_ok
 from masktron.models.sam.mask_decoder import MaskDecoder
 from masktron.models.sam.transformer import TwoWayTransformer
 
@@ -199,13 +200,31 @@ class SAM2MaskDecoder(MaskDecoder):
         b, _, c = src_out.shape
         h, w = image_embeddings.shape[-2:]
         grid = src_out.transpose(1, 2).reshape(b, c, h, w)  # (B, h*w, C) -> (B, C, h, w)
-        upscaled = self._upscale(grid, high_res_features)  # (B, C/8, 4h, 4w)
         hyper = torch.stack(
             [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )  # (B, 4, C/8)
-        _, c8, uh, uw = upscaled.shape
-        masks = (hyper @ upscaled.reshape(b, c8, uh * uw)).reshape(b, -1, uh, uw)
+        # Inferring, a few prompts at a time, as in SAM's decoder (`MaskDecoder.masks_from_
+        # tokens`): heap-sized upscaled maps, each prompt's result its own (bit-identical).
+        blocks = [(0, b)]
+        if inplace_ok():
+            blocks = batch_blocks(b, (c // 8) * (4 * h) * (4 * w) * grid.element_size())
+        masks = None
+        for start, end in blocks:
+            part = None
+            if high_res_features is not None:  # (batch 1: shared by every prompt)
+                part = [f[start:end] if f.shape[0] == b else f for f in high_res_features]
+            upscaled = self._upscale(grid[start:end], part)  # (n, C/8, 4h, 4w)
+            n, c8, uh, uw = upscaled.shape
+            # (n, 4, C/8) @ (n, C/8, 4h*4w) -> (n, 4, 4h*4w) -> (n, 4, 4h, 4w)
+            block = (hyper[start:end] @ upscaled.reshape(n, c8, uh * uw)).reshape(n, -1, uh, uw)
+            if len(blocks) == 1:
+                masks = block
+                break
+            if masks is None:
+                masks = block.new_empty((b, *block.shape[1:]))
+            masks[start:end] = block
+        assert masks is not None  # (at least one block)
 
         iou_pred = self.iou_prediction_head(iou_token_out)
         if self.iou_prediction_use_sigmoid:

@@ -64,6 +64,15 @@ def test_scratch_hands_out_one_buffer_per_name_and_shape():
         grid_to_windows(grid, 3, None, out=torch.empty(1, 3, 3, 5))
 
 
+def test_batch_blocks(monkeypatch):
+    monkeypatch.setattr(inplace, "_BLOCK_BYTES", 100)
+    assert inplace.batch_blocks(7, 30) == [(0, 3), (3, 7)]  # (no item alone: 6 joins 3..5)
+    assert inplace.batch_blocks(6, 30) == [(0, 3), (3, 6)]
+    assert inplace.batch_blocks(5, 1000) == [(0, 2), (2, 5)]  # at least 2 items per block
+    assert inplace.batch_blocks(3, 10) == [(0, 3)]
+    assert inplace.batch_blocks(1, 1000) == [(0, 1)]
+
+
 def test_layer_norm_into_a_buffer_block_by_block(monkeypatch):
     """Normalised a few batch items at a time into the named buffer: bit-identical to one call,
     also in place (the input being the buffer), and a plain call without a scratch."""
@@ -71,7 +80,7 @@ def test_layer_norm_into_a_buffer_block_by_block(monkeypatch):
     norm = torch.nn.LayerNorm(16)
     torch.nn.init.normal_(norm.weight)
     x = torch.randn(7, 10, 16)
-    monkeypatch.setattr(inplace, "_NORM_BLOCK_BYTES", 3 * 10 * 16 * 4)  # 3 items per block
+    monkeypatch.setattr(inplace, "_BLOCK_BYTES", 3 * 10 * 16 * 4)  # 3 items per block
     with torch.no_grad():
         ref = norm(x)
         scratch = Scratch()
@@ -145,7 +154,7 @@ def test_decoder_inplace_equals_functional(monkeypatch):
 
 def test_decoder_upscales_a_few_prompts_at_a_time_bit_identically(monkeypatch):
     """Inferring, the upscaling and the hypernetwork products run on blocks of prompts (sized
-    by `_UPSCALE_BLOCK_BYTES`); the logits equal those of one pass over the whole batch."""
+    by `inplace.batch_blocks`); the logits equal those of one pass over the whole batch."""
     dim = 32
     decoder = _tiny_decoder(dim)
     tokens, src = torch.randn(7, 5, dim), torch.randn(7, 8 * 8, dim)
@@ -159,7 +168,7 @@ def test_decoder_upscales_a_few_prompts_at_a_time_bit_identically(monkeypatch):
             _set_inplace(monkeypatch, True)
             outs = {}
             for prompts in (2, 3, 1):  # (1: blocks of 2, never one prompt alone)
-                monkeypatch.setattr(mask_decoder, "_UPSCALE_BLOCK_BYTES", prompts * per_prompt)
+                monkeypatch.setattr(inplace, "_BLOCK_BYTES", prompts * per_prompt)
                 calls.clear()
                 outs[prompts] = decoder.masks_from_tokens(tokens, src, ids, (8, 8)), calls[:]
             monkeypatch.undo()
