@@ -14,7 +14,7 @@ or compiling (those want the functional graph).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -93,6 +93,29 @@ def batch_blocks(batch: int, item_bytes: int) -> list[tuple[int, int]]:
     if len(starts) > 1 and batch - starts[-1] == 1:
         starts.pop()
     return list(zip(starts, [*starts[1:], batch]))
+
+
+def blockwise(
+    blocks: Sequence[tuple[int, int]], run: Callable[[int, int], torch.Tensor]
+) -> torch.Tensor:
+    """The (B, ...) result that `run(start, end)` gives block by block, in one tensor.
+
+    Args:
+        blocks: (start, end) pairs covering the batch in order, e.g. from `batch_blocks`.
+        run: items start..end of the result, (end - start, ...), each item its own.
+
+    Returns:
+        `run(0, B)` itself for a single block, else the blocks' results written into one
+        tensor (allocated like the first block's).
+    """
+    if len(blocks) == 1:
+        return run(*blocks[0])
+    first = run(*blocks[0])
+    out = first.new_empty((blocks[-1][1], *first.shape[1:]))
+    out[: len(first)] = first
+    for start, end in blocks[1:]:
+        out[start:end] = run(start, end)
+    return out
 
 
 def layer_norm_into(

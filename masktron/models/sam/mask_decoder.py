@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 from masktron.models.sam.common import MLP, LayerNorm2d
-from masktron.models.sam.inplace import Scratch, activation_, batch_blocks, inplace_ok
+from masktron.models.sam.inplace import (
+    Scratch,
+    activation_,
+    batch_blocks,
+    blockwise,
+    inplace_ok,
+)
 from masktron.models.sam.transformer import TwoWayTransformer
 
 
@@ -186,17 +192,9 @@ class MaskDecoder(nn.Module):
         # the hypernetworks above run on the whole batch, as their matrix products' rounding
         # may depend on the row count.
         blocks = batch_blocks(b, (c // 8) * (4 * h) * (4 * w) * src.element_size())
-        if len(blocks) == 1:
-            return _apply_hypernetworks(self.output_upscaling(src), hyper)
-        masks = None
-        for start, end in blocks:
-            upscaled = self.output_upscaling(src[start:end])  # (n, C/8, 4h, 4w)
-            block = _apply_hypernetworks(upscaled, hyper[start:end])  # (n, M, 4h, 4w)
-            if masks is None:
-                masks = block.new_empty((b, *block.shape[1:]))
-            masks[start:end] = block
-        assert masks is not None  # (two blocks or more)
-        return masks
+        return blockwise(  # (n, C/8, 4h, 4w) upscaled per block -> (n, M, 4h, 4w)
+            blocks, lambda s, e: _apply_hypernetworks(self.output_upscaling(src[s:e]), hyper[s:e])
+        )
 
 
 def _apply_hypernetworks(upscaled: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:

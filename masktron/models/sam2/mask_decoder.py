@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from masktron.models.sam.common import MLP
-from masktron.models.sam.inplace import batch_blocks, inplace_ok
+from masktron.models.sam.inplace import batch_blocks, blockwise, inplace_ok
 from masktron.models.sam.mask_decoder import MaskDecoder
 from masktron.models.sam.transformer import TwoWayTransformer
 
@@ -209,22 +209,17 @@ class SAM2MaskDecoder(MaskDecoder):
         blocks = [(0, b)]
         if inplace_ok():
             blocks = batch_blocks(b, (c // 8) * (4 * h) * (4 * w) * grid.element_size())
-        masks = None
-        for start, end in blocks:
+
+        def block_masks(start: int, end: int) -> torch.Tensor:
             part = None
             if high_res_features is not None:  # (batch 1: shared by every prompt)
                 part = [f[start:end] if f.shape[0] == b else f for f in high_res_features]
             upscaled = self._upscale(grid[start:end], part)  # (n, C/8, 4h, 4w)
             n, c8, uh, uw = upscaled.shape
             # (n, 4, C/8) @ (n, C/8, 4h*4w) -> (n, 4, 4h*4w) -> (n, 4, 4h, 4w)
-            block = (hyper[start:end] @ upscaled.reshape(n, c8, uh * uw)).reshape(n, -1, uh, uw)
-            if len(blocks) == 1:
-                masks = block
-                break
-            if masks is None:
-                masks = block.new_empty((b, *block.shape[1:]))
-            masks[start:end] = block
-        assert masks is not None  # (at least one block)
+            return (hyper[start:end] @ upscaled.reshape(n, c8, uh * uw)).reshape(n, -1, uh, uw)
+
+        masks = blockwise(blocks, block_masks)
 
         iou_pred = self.iou_prediction_head(iou_token_out)
         if self.iou_prediction_use_sigmoid:
