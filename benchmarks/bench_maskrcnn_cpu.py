@@ -53,10 +53,14 @@ def fixture_pickle() -> str | None:
     sys.path.insert(0, str(SHARED / "fixtures"))
     from fixture_weights import calibrated_weights
 
-    path = os.path.join(tempfile.mkdtemp(), "model_final.pkl")
-    with open(path, "wb") as f:
+    # one fixed file, rewritten each run: a killed run leaves no new copy behind
+    folder = Path(tempfile.gettempdir()) / "masktron_benchmarks"
+    folder.mkdir(exist_ok=True)
+    path, partial = folder / "mask_rcnn_fixture.pkl", folder / f".mask_rcnn.{os.getpid()}"
+    with open(partial, "wb") as f:
         pickle.dump({"model": calibrated_weights(None, str(calib)), "__author__": "fixture"}, f)
-    return path
+    os.replace(partial, path)
+    return str(path)
 
 
 def time_interleaved(fns, inputs, repeats: int) -> list[tuple[float, int]]:

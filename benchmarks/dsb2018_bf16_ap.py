@@ -47,8 +47,9 @@ def main() -> int:
         cfg.DATALOADER.NUM_WORKERS = 1
         model = DefaultPredictor(cfg).model
         loader = build_detection_test_loader(cfg, name)
-        evaluator = COCOEvaluator(name, output_dir=tempfile.mkdtemp(), distributed=False)
-        results = inference_on_dataset(model, loader, evaluator)
+        with tempfile.TemporaryDirectory(prefix="masktron_dsb_eval_") as output_dir:
+            evaluator = COCOEvaluator(name, output_dir=output_dir, distributed=False)
+            results = inference_on_dataset(model, loader, evaluator)
         ap[precision] = {task: results[task]["AP"] for task in ("bbox", "segm")}
         print(
             f"{precision}: box AP {ap[precision]['bbox']:.2f}, mask AP {ap[precision]['segm']:.2f}"

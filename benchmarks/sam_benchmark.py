@@ -48,10 +48,14 @@ def fixture_checkpoint() -> str:
 
     data = np.load(SHARED / "fixtures" / "sam_vit_b.shapes.npz")
     shapes = {k: tuple(int(s) for s in data[k]) for k in data.files}
-    path = os.path.join(tempfile.mkdtemp(), "sam_vit_b_fixture.pth")
+    # one fixed file, rewritten each run: a killed run leaves no new copy behind
+    folder = Path(tempfile.gettempdir()) / "masktron_benchmarks"
+    folder.mkdir(exist_ok=True)
+    path, partial = folder / "sam_vit_b_fixture.pth", folder / f".sam_vit_b.{os.getpid()}"
     weights = fixture_weights(shapes, 0)
-    torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, path)
-    return path
+    torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, partial)
+    os.replace(partial, path)
+    return str(path)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
