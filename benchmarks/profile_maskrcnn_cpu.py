@@ -4,7 +4,11 @@ Wall-clock time of each stage (forward hooks and wrapped methods around the pred
 calls, so nothing is re-run), for `MODEL.PRECISION` fp32 and bf16, on the photos of
 benchmarks/bench_maskrcnn_cpu.py (its weights: the parity fixture when ../shared is present).
 The two precisions alternate image by image, so a change of the machine's load affects both.
-docs/speed.md holds a table made with it.
+For float32 it also counts each stage's floating-point work (one extra pass per image under
+`torch.utils.flop_counter`, oneDNN off so that every convolution is an aten call it sees), its
+rate, and a bound: the time if every counted product ran at the rate of the model's largest
+convolution alone (a 256-channel 3x3 at 200x304) and everything else took its present time.
+docs/speed.md holds tables made with it.
 
     python benchmarks/profile_maskrcnn_cpu.py [--threads 2] [--repeats 2] [IMAGES...]
 """
@@ -14,14 +18,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from bench_maskrcnn_cpu import DEFAULT_IMAGES, SHARED, fixture_pickle, masktron_predictor
 from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 from masktron.engine import DefaultPredictor
 
@@ -81,6 +88,44 @@ def _timed(fn: Callable, stage: str, spent: dict[str, float]) -> Callable:
     return wrapper
 
 
+def stage_flops(predictor: DefaultPredictor, bgrs: list[np.ndarray]) -> dict[str, float]:
+    """Mean floating-point operations per image of each module stage (methods get none)."""
+    counts: dict[str, float] = defaultdict(float)
+    root = type(predictor.model).__name__
+    for bgr in bgrs:
+        with warnings.catch_warnings():  # flags() notes a deprecated TF32 switch it restores
+            warnings.simplefilter("ignore")
+            with torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as fc:
+                predictor(bgr)
+        per_module = {k: sum(v.values()) for k, v in fc.get_flop_counts().items()}
+        for stage, path, attr in STAGES:
+            if path.startswith("model") and isinstance(
+                getattr(_resolve(predictor, path), attr), torch.nn.Module
+            ):
+                key = ".".join([root, *filter(None, path.split(".")[1:]), attr])
+                counts[stage] += per_module.get(key, 0) / len(bgrs)
+        counts["total"] += per_module.get("Global", 0) / len(bgrs)
+    for outer, inner in NESTED.items():
+        counts[outer] -= sum(counts[i] for i in inner)
+    counts["other (Python, glue)"] = counts["total"] - sum(counts[s] for s, _, _ in STAGES)
+    return counts
+
+
+def peak_rate(repeats: int = 5) -> float:
+    """FLOP/s of the model's largest convolution alone (256 -> 256 channels, 3x3, 200x304),
+    best of `repeats` calls."""
+    x = torch.randn(1, 256, 200, 304).to(memory_format=torch.channels_last)
+    w = torch.randn(256, 256, 3, 3).to(memory_format=torch.channels_last)
+    best = float("inf")
+    with torch.inference_mode():
+        F.conv2d(x, w, padding=1)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            F.conv2d(x, w, padding=1)
+            best = min(best, time.perf_counter() - start)
+    return 2 * 200 * 304 * 256 * 256 * 9 / best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -119,16 +164,32 @@ def main() -> None:
         f"torch {torch.__version__}, {args.threads} threads, {len(bgrs)} images x "
         f"{args.repeats}; median ms per image"
     )
+    flops = stage_flops(predictors["fp32"], bgrs)
+    peak = peak_rate()
     names = [s for s, _, _ in STAGES] + ["other (Python, glue)", "total"]
-    print(f"| stage | {' | '.join(precisions)} |")
-    print("|---|" + "---:|" * len(precisions))
+    print(f"| stage | {' | '.join(precisions)} | fp32 GFLOP | fp32 GFLOP/s | fp32 bound ms |")
+    print("|---|" + "---:|" * (len(precisions) + 3))
+    bound = 0.0
     for stage in names:
         cells = []
         for p in precisions:
             ms = statistics.median(r.get(stage, 0.0) for r in runs[p]) * 1000
             share = ms / (statistics.median(r["total"] for r in runs[p]) * 1000)
             cells.append(f"{ms:.0f} ({share:.0%})")
+        ms = statistics.median(r.get(stage, 0.0) for r in runs["fp32"]) * 1000
+        # a stage's products at the peak rate (never slower than now), other work as it is
+        modular = stage in flops and stage not in ("total", "other (Python, glue)")
+        stage_bound = min(ms, flops[stage] / peak * 1000) if modular and flops[stage] else ms
+        bound += stage_bound if stage != "total" else 0.0
+        gflop = flops[stage] / 1e9
+        rate = f"{gflop / ms * 1000:.0f}" if gflop >= 0.05 and ms > 0 else "-"
+        shown = f"{bound:.0f}" if stage == "total" else f"{stage_bound:.0f}"
+        cells += [f"{gflop:.1f}" if gflop >= 0.05 else "-", rate, shown]
         print(f"| {stage} | {' | '.join(cells)} |")
+    print(
+        f"peak: one 256-channel 3x3 convolution at 200x304 alone runs at {peak / 1e9:.0f} GFLOP/s;"
+        f" fp32 bound = {bound:.0f} ms per image if every stage's products ran at that rate"
+    )
 
 
 if __name__ == "__main__":
