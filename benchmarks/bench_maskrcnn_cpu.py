@@ -29,6 +29,7 @@ from PIL import Image
 from masktron import model_zoo
 from masktron.config import get_cfg
 from masktron.engine import DefaultPredictor
+from masktron.utils.file_io import atomic_open
 
 SHARED = Path(os.environ.get("MASKTRON_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DEFAULT_IMAGES = ["astronaut.png", "coffee.png", "chelsea.png", "grace_hopper.png"]
@@ -54,12 +55,9 @@ def fixture_pickle() -> str | None:
     from fixture_weights import calibrated_weights
 
     # one fixed file, rewritten each run: a killed run leaves no new copy behind
-    folder = Path(tempfile.gettempdir()) / "masktron_benchmarks"
-    folder.mkdir(exist_ok=True)
-    path, partial = folder / "mask_rcnn_fixture.pkl", folder / f".mask_rcnn.{os.getpid()}"
-    with open(partial, "wb") as f:
+    path = Path(tempfile.gettempdir()) / "masktron_benchmarks" / "mask_rcnn_fixture.pkl"
+    with atomic_open(path) as f:
         pickle.dump({"model": calibrated_weights(None, str(calib)), "__author__": "fixture"}, f)
-    os.replace(partial, path)
     return str(path)
 
 

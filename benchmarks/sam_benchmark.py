@@ -37,24 +37,23 @@ from masktron.models.sam import sam_model_registry
 from masktron.models.sam.precision import set_sam_precision
 from masktron.predictors.auto_mask import SamAutomaticMaskGenerator
 from masktron.predictors.sam_predictor import SamPredictor
+from masktron.utils.file_io import atomic_open
 
 SHARED = Path(os.environ.get("MASKTRON_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def fixture_checkpoint() -> str:
-    """The ViT-B parity-fixture weights as a Meta-format `.pth` in a temporary folder."""
+    """The ViT-B parity-fixture weights as a Meta-format `.pth` under the temporary folder."""
     sys.path.insert(0, str(SHARED / "fixtures"))
     from fixture_weights import fixture_weights
 
     data = np.load(SHARED / "fixtures" / "sam_vit_b.shapes.npz")
     shapes = {k: tuple(int(s) for s in data[k]) for k in data.files}
     # one fixed file, rewritten each run: a killed run leaves no new copy behind
-    folder = Path(tempfile.gettempdir()) / "masktron_benchmarks"
-    folder.mkdir(exist_ok=True)
-    path, partial = folder / "sam_vit_b_fixture.pth", folder / f".sam_vit_b.{os.getpid()}"
+    path = Path(tempfile.gettempdir()) / "masktron_benchmarks" / "sam_vit_b_fixture.pth"
     weights = fixture_weights(shapes, 0)
-    torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, partial)
-    os.replace(partial, path)
+    with atomic_open(path) as f:
+        torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, f)
     return str(path)
 
 
