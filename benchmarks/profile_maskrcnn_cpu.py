@@ -167,28 +167,29 @@ def main() -> None:
     flops = stage_flops(predictors["fp32"], bgrs)
     peak = peak_rate()
     names = [s for s, _, _ in STAGES] + ["other (Python, glue)", "total"]
+    ms = {
+        p: {n: statistics.median(r.get(n, 0.0) for r in runs[p]) * 1000 for n in names}
+        for p in precisions
+    }
+    fp32 = ms["fp32"]
+    # the fp32 bound: a stage's products at the peak rate (never slower than now), other work
+    # (stages without products, and the glue) as it is
+    bound = {s: min(fp32[s], flops[s] / peak * 1000) if flops[s] else fp32[s] for s in names[:-2]}
+    bound["other (Python, glue)"] = fp32["other (Python, glue)"]
+    bound["total"] = sum(bound.values())
     print(f"| stage | {' | '.join(precisions)} | fp32 GFLOP | fp32 GFLOP/s | fp32 bound ms |")
     print("|---|" + "---:|" * (len(precisions) + 3))
-    bound = 0.0
     for stage in names:
-        cells = []
-        for p in precisions:
-            ms = statistics.median(r.get(stage, 0.0) for r in runs[p]) * 1000
-            share = ms / (statistics.median(r["total"] for r in runs[p]) * 1000)
-            cells.append(f"{ms:.0f} ({share:.0%})")
-        ms = statistics.median(r.get(stage, 0.0) for r in runs["fp32"]) * 1000
-        # a stage's products at the peak rate (never slower than now), other work as it is
-        modular = stage in flops and stage not in ("total", "other (Python, glue)")
-        stage_bound = min(ms, flops[stage] / peak * 1000) if modular and flops[stage] else ms
-        bound += stage_bound if stage != "total" else 0.0
+        cells = [f"{ms[p][stage]:.0f} ({ms[p][stage] / ms[p]['total']:.0%})" for p in precisions]
         gflop = flops[stage] / 1e9
-        rate = f"{gflop / ms * 1000:.0f}" if gflop >= 0.05 and ms > 0 else "-"
-        shown = f"{bound:.0f}" if stage == "total" else f"{stage_bound:.0f}"
-        cells += [f"{gflop:.1f}" if gflop >= 0.05 else "-", rate, shown]
+        counted = gflop >= 0.05
+        rate = f"{gflop / fp32[stage] * 1000:.0f}" if counted and fp32[stage] > 0 else "-"
+        cells += [f"{gflop:.1f}" if counted else "-", rate, f"{bound[stage]:.0f}"]
         print(f"| {stage} | {' | '.join(cells)} |")
     print(
         f"peak: one 256-channel 3x3 convolution at 200x304 alone runs at {peak / 1e9:.0f} GFLOP/s;"
-        f" fp32 bound = {bound:.0f} ms per image if every stage's products ran at that rate"
+        f" fp32 bound = {bound['total']:.0f} ms per image if every stage's products ran at"
+        " that rate"
     )
 
 
