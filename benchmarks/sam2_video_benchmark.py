@@ -81,9 +81,10 @@ def main() -> None:
 
     checkpoint = args.checkpoint or str(sam2_fixture_checkpoint(args.variant))
     source = args.video or cases.bedroom_frames(SHARED, args.frames)
+    meta = build_meta(meta_config_name(args.variant), checkpoint, device="cpu")
     predictors = {
-        "meta": build_meta(meta_config_name(args.variant), checkpoint, device="cpu"),
-        "meta_bf16": build_meta(meta_config_name(args.variant), checkpoint, device="cpu"),
+        "meta": meta,
+        "meta_bf16": meta,  # the same model, run under autocast (every run starts a new state)
         "masktron": build_sam2_video_predictor(None, checkpoint),
         "masktron_bf16": build_sam2_video_predictor(None, checkpoint),
     }
